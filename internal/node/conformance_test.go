@@ -1,0 +1,381 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// canary stands in for key material: it must never show up in an error.
+const canary = "-----BEGIN PRIVATE KEY-----\nCANARY-d1c3b0a7\n-----END PRIVATE KEY-----\n"
+
+// withUmask sets the process umask for one test. The umask is process-wide,
+// so tests that call it must not run in parallel.
+func withUmask(t *testing.T, mask int) {
+	t.Helper()
+	old := syscall.Umask(mask)
+	t.Cleanup(func() { syscall.Umask(old) })
+}
+
+// nodeTree is a scratch directory as both sides see it: base is the node
+// path handed to the Executor, host maps a node path to the file that the
+// test inspects directly.
+type nodeTree struct {
+	base string
+	host func(nodePath string) string
+}
+
+func (tr nodeTree) p(rel string) string { return path.Join(tr.base, rel) }
+
+func (tr nodeTree) mkfile(t *testing.T, rel, data string, perm fs.FileMode) {
+	t.Helper()
+	h := tr.host(tr.p(rel))
+	if err := os.MkdirAll(filepath.Dir(h), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h, []byte(data), perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(h, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dotFiles lists names starting with "." in a host directory: leftovers of
+// an atomic write.
+func dotFiles(t *testing.T, hostDir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(hostDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dots []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			dots = append(dots, e.Name())
+		}
+	}
+	return dots
+}
+
+func hostMode(t *testing.T, h string) fs.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
+}
+
+// testExecutor is the behaviour every Executor must share. It runs against
+// Local and, when sshd is available, against SSH on the same machine, so
+// the two cannot drift apart.
+func testExecutor(t *testing.T, ex Executor, tr nodeTree) {
+	ctx := context.Background()
+	withUmask(t, 0)
+
+	t.Run("WriteFile", func(t *testing.T) {
+		tests := []struct {
+			name     string
+			existing string // "" for none
+			oldPerm  fs.FileMode
+			perm     fs.FileMode
+		}{
+			{"new key is 0600 under umask 000", "", 0, 0o600},
+			{"new cert is 0644", "", 0, 0o644},
+			{"replacing a 0644 file with a key tightens it to 0600", "old", 0o644, 0o600},
+			{"replacing a 0600 file with a manifest gives 0644", "old", 0o600, 0o644},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				rel := path.Join("write", string(rune('a'+i)), "pki", "ca.key")
+				if tc.existing != "" {
+					tr.mkfile(t, rel, tc.existing, tc.oldPerm)
+				} else if err := os.MkdirAll(filepath.Dir(tr.host(tr.p(rel))), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := ex.WriteFile(ctx, tr.p(rel), []byte(canary), tc.perm); err != nil {
+					t.Fatalf("WriteFile: %v", err)
+				}
+				h := tr.host(tr.p(rel))
+				got, err := os.ReadFile(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(canary, string(got)); diff != "" {
+					t.Errorf("contents (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(tc.perm, hostMode(t, h)); diff != "" {
+					t.Errorf("mode (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff([]string(nil), dotFiles(t, filepath.Dir(h))); diff != "" {
+					t.Errorf("temporary files left behind (-want +got):\n%s", diff)
+				}
+			})
+		}
+	})
+
+	t.Run("WriteFile refused", func(t *testing.T) {
+		tests := []struct {
+			name  string
+			setup func(t *testing.T) (target string, check func(t *testing.T))
+		}{
+			{"a directory in the target's place stays intact", func(t *testing.T) (string, func(*testing.T)) {
+				tr.mkfile(t, "refused/dir/ca.crt/keep", "keep", 0o644)
+				return tr.p("refused/dir/ca.crt"), func(t *testing.T) {
+					got, err := os.ReadFile(tr.host(tr.p("refused/dir/ca.crt/keep")))
+					if err != nil || string(got) != "keep" {
+						t.Errorf("directory contents changed: %q, %v", got, err)
+					}
+					if diff := cmp.Diff([]string(nil), dotFiles(t, tr.host(tr.p("refused/dir")))); diff != "" {
+						t.Errorf("temporary files left behind (-want +got):\n%s", diff)
+					}
+					if diff := cmp.Diff([]string(nil), dotFiles(t, tr.host(tr.p("refused/dir/ca.crt")))); diff != "" {
+						t.Errorf("temporary file moved into the directory (-want +got):\n%s", diff)
+					}
+				}
+			}},
+			{"missing parent directory", func(t *testing.T) (string, func(*testing.T)) {
+				return tr.p("refused/missing/ca.crt"), func(t *testing.T) {}
+			}},
+			{"dot-dot path", func(t *testing.T) (string, func(*testing.T)) {
+				return tr.base + "/../escaped", func(t *testing.T) {
+					if _, err := os.Lstat(filepath.Join(filepath.Dir(tr.host(tr.base)), "escaped")); !errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("file written outside the tree: %v", err)
+					}
+				}
+			}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				target, check := tc.setup(t)
+				err := ex.WriteFile(ctx, target, []byte(canary), 0o600)
+				if err == nil {
+					t.Fatal("WriteFile succeeded, want an error")
+				}
+				if strings.Contains(err.Error(), "CANARY") {
+					t.Errorf("error leaks file contents: %v", err)
+				}
+				wantPrefix := "node " + ex.Name() + ": write " + target + ": "
+				if !strings.HasPrefix(err.Error(), wantPrefix) {
+					t.Errorf("error %q does not start with %q", err, wantPrefix)
+				}
+				check(t)
+			})
+		}
+	})
+
+	t.Run("ReadFile", func(t *testing.T) {
+		tr.mkfile(t, "read/ca.crt", "cert", 0o644)
+		got, err := ex.ReadFile(ctx, tr.p("read/ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff("cert", string(got)); diff != "" {
+			t.Errorf("contents (-want +got):\n%s", diff)
+		}
+		_, err = ex.ReadFile(ctx, tr.p("read/missing.crt"))
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("missing file: got %v, want fs.ErrNotExist", err)
+		}
+		want := "node " + ex.Name() + ": read " + tr.p("read/missing.crt") + ": no such file or directory"
+		if err == nil || err.Error() != want {
+			t.Errorf("error = %v, want %q", err, want)
+		}
+	})
+
+	t.Run("Stat", func(t *testing.T) {
+		tr.mkfile(t, "stat/ca.key", "12345", 0o600)
+		if err := os.Symlink("ca.key", tr.host(tr.p("stat/current.key"))); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name string
+			rel  string
+			want FileInfo
+		}{
+			{"file", "stat/ca.key", FileInfo{Exists: true, Size: 5, Mode: 0o600}},
+			{"link is followed", "stat/current.key", FileInfo{Exists: true, Size: 5, Mode: 0o600}},
+			{"directory", "stat", FileInfo{Exists: true, Size: -1, Mode: fs.ModeDir | 0o755}},
+			{"missing", "stat/missing", FileInfo{}},
+			{"below a file", "stat/ca.key/x", FileInfo{}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				got, err := ex.Stat(ctx, tr.p(tc.rel))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Exists && time.Since(got.ModTime).Abs() > time.Minute {
+					t.Errorf("mtime %v is not recent", got.ModTime)
+				}
+				got.ModTime = time.Time{}
+				if tc.want.Size < 0 {
+					got.Size = -1 // directory sizes depend on the filesystem
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("Stat (-want +got):\n%s", diff)
+				}
+			})
+		}
+	})
+
+	t.Run("ReadDir", func(t *testing.T) {
+		tr.mkfile(t, "list/kube-apiserver.yaml", "a", 0o600)
+		tr.mkfile(t, "list/.kube-apiserver.yaml.tmp-x", "b", 0o600)
+		tr.mkfile(t, "list/with space\nand newline", "c", 0o644)
+		tr.mkfile(t, "list/..dotdot", "d", 0o644)
+		if err := os.Mkdir(tr.host(tr.p("list/sub")), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/nowhere", tr.host(tr.p("list/dangling"))); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ex.ReadDir(ctx, tr.p("list"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []DirEntry{
+			{Name: "..dotdot", Mode: 0o644},
+			{Name: ".kube-apiserver.yaml.tmp-x", Mode: 0o600},
+			{Name: "dangling", Mode: fs.ModeSymlink | 0o777},
+			{Name: "kube-apiserver.yaml", Mode: 0o600},
+			{Name: "sub", Mode: fs.ModeDir | 0o700},
+			{Name: "with space\nand newline", Mode: 0o644},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("ReadDir (-want +got):\n%s", diff)
+		}
+		if _, err := ex.ReadDir(ctx, tr.p("list/missing")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("missing dir: got %v, want fs.ErrNotExist", err)
+		}
+	})
+
+	t.Run("MkdirAll", func(t *testing.T) {
+		if err := os.MkdirAll(tr.host(tr.p("mkdir/existing")), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		tr.mkfile(t, "mkdir/file", "x", 0o644)
+		tests := []struct {
+			name    string
+			rel     string
+			wantErr bool
+			want    map[string]fs.FileMode
+		}{
+			{"new key directories are 0700 under umask 000", "mkdir/existing/a/b", false, map[string]fs.FileMode{
+				"mkdir/existing":     fs.ModeDir | 0o755, // left as it was
+				"mkdir/existing/a":   fs.ModeDir | 0o700,
+				"mkdir/existing/a/b": fs.ModeDir | 0o700,
+			}},
+			{"existing directory is fine", "mkdir/existing", false, map[string]fs.FileMode{
+				"mkdir/existing": fs.ModeDir | 0o755,
+			}},
+			{"a file in the way", "mkdir/file/sub", true, nil},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				err := ex.MkdirAll(ctx, tr.p(tc.rel), 0o700)
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("MkdirAll error = %v, want error %v", err, tc.wantErr)
+				}
+				got := map[string]fs.FileMode{}
+				for rel := range tc.want {
+					got[rel] = hostMode(t, tr.host(tr.p(rel)))
+				}
+				if diff := cmp.Diff(tc.want, got, cmpEmptyMap); diff != "" {
+					t.Errorf("modes (-want +got):\n%s", diff)
+				}
+			})
+		}
+	})
+
+	t.Run("Remove", func(t *testing.T) {
+		tr.mkfile(t, "remove/file", "x", 0o644)
+		tr.mkfile(t, "remove/full/x", "x", 0o644)
+		if err := os.Mkdir(tr.host(tr.p("remove/empty")), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name     string
+			rel      string
+			wantErr  bool
+			wantGone bool
+		}{
+			{"file", "remove/file", false, true},
+			{"already gone", "remove/file", false, true},
+			{"empty directory", "remove/empty", false, true},
+			{"non-empty directory is refused", "remove/full", true, false},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				err := ex.Remove(ctx, tr.p(tc.rel))
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("Remove error = %v, want error %v", err, tc.wantErr)
+				}
+				_, err = os.Lstat(tr.host(tr.p(tc.rel)))
+				if gone := errors.Is(err, fs.ErrNotExist); gone != tc.wantGone {
+					t.Errorf("gone = %v, want %v", gone, tc.wantGone)
+				}
+			})
+		}
+	})
+
+	t.Run("Run", func(t *testing.T) {
+		tests := []struct {
+			name     string
+			argv     []string
+			stdin    string
+			want     Result
+			wantCode int // of *ExitError; 0 for no error
+		}{
+			{"stdout", []string{"printf", "%s", "hello"}, "", Result{Stdout: []byte("hello")}, 0},
+			{"stdin", []string{"cat"}, "from stdin", Result{Stdout: []byte("from stdin")}, 0},
+			{"stderr and exit code", []string{"sh", "-c", "printf out; printf err >&2; exit 3"}, "",
+				Result{Stdout: []byte("out"), Stderr: []byte("err"), ExitCode: 3}, 3},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				got, err := ex.Run(ctx, tc.argv, strings.NewReader(tc.stdin))
+				var exitErr *ExitError
+				switch {
+				case tc.wantCode == 0 && err != nil:
+					t.Fatalf("Run: %v", err)
+				case tc.wantCode != 0 && !errors.As(err, &exitErr):
+					t.Fatalf("Run error = %v, want *ExitError", err)
+				case tc.wantCode != 0 && exitErr.Code != tc.wantCode:
+					t.Errorf("exit code %d, want %d", exitErr.Code, tc.wantCode)
+				}
+				if diff := cmp.Diff(tc.want, got, cmpNilBytes); diff != "" {
+					t.Errorf("Result (-want +got):\n%s", diff)
+				}
+			})
+		}
+		t.Run("cancelled", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := ex.Run(ctx, []string{"sleep", "20"}, nil)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Run error = %v, want context.DeadlineExceeded", err)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("cancelled Run took %v", took)
+			}
+		})
+	})
+}
+
+// cmpNilBytes treats nil and empty output alike: whether a buffer was ever
+// written to is not behaviour.
+var cmpNilBytes = cmp.Transformer("bytes", func(b []byte) string { return string(b) })
+
+var cmpEmptyMap = cmp.FilterValues(func(a, b map[string]fs.FileMode) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())

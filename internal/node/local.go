@@ -1,0 +1,415 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// maxSymlinks bounds link resolution the way the kernel's ELOOP does.
+const maxSymlinks = 40
+
+// localWaitDelay bounds how long Run waits for a killed command's pipes to
+// close, so that a grandchild holding stdout cannot hang the rotation.
+const localWaitDelay = 5 * time.Second
+
+// Local is an Executor for the machine carotate runs on. Every node path is
+// interpreted under root, so the same code works on a node itself (root "/")
+// and in tests against a copied tree.
+//
+// Symbolic links are resolved by us, as if root were "/": an absolute target
+// such as kubelet's /var/lib/kubelet/pki/kubelet-client-current.pem link is
+// looked up under root, and ".." in a link target stops at root. A link can
+// therefore never lead outside the tree. The resolution and the operation are
+// two steps, so a process racing us on the node could still swap a directory
+// for a link in between; that needs root on the node, which already owns
+// everything we protect.
+//
+// Run is not rooted: commands see the real filesystem, with root as their
+// working directory.
+type Local struct {
+	name string
+	root string
+	// syncFile is (*os.File).Sync; tests replace it to make fsync fail.
+	syncFile func(*os.File) error
+}
+
+var _ Executor = (*Local)(nil)
+
+// NewLocal returns an Executor named name for the tree at root, which must
+// be an existing directory.
+func NewLocal(name, root string) (*Local, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: root %s: %w", name, root, err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: root %s: %w", name, root, bare(err))
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: root %s: %w", name, root, bare(err))
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("node %s: root %s: not a directory", name, root)
+	}
+	return &Local{name: name, root: real, syncFile: (*os.File).Sync}, nil
+}
+
+// Name implements Executor.
+func (l *Local) Name() string { return l.name }
+
+// String names the node, so that a Local can be printed in progress lines.
+func (l *Local) String() string { return l.name }
+
+// Root is the host directory that node paths are interpreted under.
+func (l *Local) Root() string { return l.root }
+
+// Close implements Executor; a Local holds nothing open.
+func (l *Local) Close() error { return nil }
+
+func (l *Local) fail(op, path string, err error) error {
+	return &Error{Node: l.name, Op: op, Path: path, Err: err}
+}
+
+// resolve maps a node path to a host path under root, following symbolic
+// links with root as "/". When followLast is false the last element is kept
+// as it is, so that writing or removing a link replaces the link itself, as
+// rename(2) and unlink(2) do. Elements that do not exist are kept as they
+// are; the operation itself reports them or creates them.
+func (l *Local) resolve(p string, followLast bool) (string, error) {
+	if err := checkPath(p); err != nil {
+		return "", err
+	}
+	var done []string
+	pending := strings.Split(p, "/")
+	links := 0
+	for len(pending) > 0 {
+		elem := pending[0]
+		pending = pending[1:]
+		switch elem {
+		case "", ".":
+			continue
+		case "..": // only from link targets: checkPath refused it in p
+			if len(done) > 0 {
+				done = done[:len(done)-1]
+			}
+			continue
+		}
+		if len(pending) == 0 && !followLast {
+			done = append(done, elem)
+			break
+		}
+		host := filepath.Join(l.root, filepath.Join(done...), elem)
+		fi, err := os.Lstat(host)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			done = append(done, elem)
+			continue
+		}
+		links++
+		if links > maxSymlinks {
+			return "", errors.New("too many levels of symbolic links")
+		}
+		target, err := os.Readlink(host)
+		if err != nil {
+			return "", bare(err)
+		}
+		if strings.HasPrefix(target, "/") {
+			done = done[:0]
+		}
+		pending = append(strings.Split(target, "/"), pending...)
+	}
+	return filepath.Join(l.root, filepath.Join(done...)), nil
+}
+
+// ReadFile implements Executor.
+func (l *Local) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, l.fail("read", p, err)
+	}
+	h, err := l.resolve(p, true)
+	if err != nil {
+		return nil, l.fail("read", p, err)
+	}
+	data, err := os.ReadFile(h)
+	if err != nil {
+		return nil, l.fail("read", p, bare(err))
+	}
+	return data, nil
+}
+
+// WriteFile implements Executor. renameio would fit apart from two things:
+// it does not fsync the directory after the rename, and with os.Root it puts
+// the temporary file in the root's top directory rather than next to the
+// target. The steps are few, so they are spelled out here.
+func (l *Local) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode) error {
+	if err := ctx.Err(); err != nil {
+		return l.fail("write", p, err)
+	}
+	h, err := l.resolve(p, false)
+	if err != nil {
+		return l.fail("write", p, err)
+	}
+	if err := l.writeAtomic(h, data, mode.Perm()); err != nil {
+		return l.fail("write", p, err)
+	}
+	return nil
+}
+
+func (l *Local) writeAtomic(h string, data []byte, perm fs.FileMode) error {
+	dir, base := filepath.Dir(h), filepath.Base(h)
+	// The dot prefix is what keeps the kubelet from starting a static pod
+	// from a half-written manifest.
+	tmp := filepath.Join(dir, "."+base+".tmp-"+rand.Text()[:12])
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create temporary file: %w", bare(err))
+	}
+	renamed := false
+	defer func() {
+		if !renamed {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write temporary file: %w", bare(err))
+	}
+	if err := keepOwner(f, h); err != nil {
+		return err
+	}
+	// Explicit, after any chown (which may clear bits): the mode must not
+	// depend on the umask.
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("chmod temporary file: %w", bare(err))
+	}
+	if err := l.syncFile(f); err != nil {
+		return fmt.Errorf("fsync temporary file: %w", bare(err))
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close temporary file: %w", bare(err))
+	}
+	if err := os.Rename(tmp, h); err != nil {
+		return fmt.Errorf("rename temporary file into place: %w", bare(err))
+	}
+	renamed = true
+	if err := l.syncDir(dir); err != nil {
+		return fmt.Errorf("new file is in place but its directory could not be synced, so it may not survive a crash: %w", err)
+	}
+	return nil
+}
+
+// keepOwner gives the temporary file the owner of the file it replaces, so
+// that a file another user reads keeps working after we rewrite it.
+func keepOwner(f *os.File, target string) error {
+	old, err := os.Lstat(target)
+	if err != nil || !old.Mode().IsRegular() {
+		return nil
+	}
+	want, ok := old.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	cur, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat temporary file: %w", bare(err))
+	}
+	if got, ok := cur.Sys().(*syscall.Stat_t); ok && got.Uid == want.Uid && got.Gid == want.Gid {
+		return nil
+	}
+	if err := f.Chown(int(want.Uid), int(want.Gid)); err != nil {
+		return fmt.Errorf("keep owner %d:%d of the replaced file: %w", want.Uid, want.Gid, bare(err))
+	}
+	return nil
+}
+
+func (l *Local) syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return bare(err)
+	}
+	defer d.Close()
+	if err := l.syncFile(d); err != nil {
+		return fmt.Errorf("fsync directory: %w", bare(err))
+	}
+	return nil
+}
+
+// Stat implements Executor.
+func (l *Local) Stat(ctx context.Context, p string) (FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return FileInfo{}, l.fail("stat", p, err)
+	}
+	h, err := l.resolve(p, true)
+	if err != nil {
+		return FileInfo{}, l.fail("stat", p, err)
+	}
+	fi, err := os.Stat(h)
+	if isMissing(err) {
+		return FileInfo{}, nil
+	}
+	if err != nil {
+		return FileInfo{}, l.fail("stat", p, bare(err))
+	}
+	return FileInfo{Exists: true, Size: fi.Size(), Mode: fi.Mode(), ModTime: fi.ModTime()}, nil
+}
+
+// isMissing treats "a parent is not a directory" like "not there", as the
+// shell's test -e does, so both executors answer Stat the same way.
+func isMissing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// ReadDir implements Executor.
+func (l *Local) ReadDir(ctx context.Context, dir string) ([]DirEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, l.fail("list", dir, err)
+	}
+	h, err := l.resolve(dir, true)
+	if err != nil {
+		return nil, l.fail("list", dir, err)
+	}
+	entries, err := os.ReadDir(h)
+	if err != nil {
+		return nil, l.fail("list", dir, bare(err))
+	}
+	out := make([]DirEntry, 0, len(entries))
+	for _, e := range entries {
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed while we listed
+		}
+		if err != nil {
+			return nil, l.fail("list", dir, bare(err))
+		}
+		out = append(out, DirEntry{Name: e.Name(), Mode: fi.Mode()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// MkdirAll implements Executor.
+func (l *Local) MkdirAll(ctx context.Context, p string, mode fs.FileMode) error {
+	if err := ctx.Err(); err != nil {
+		return l.fail("mkdir", p, err)
+	}
+	h, err := l.resolve(p, true)
+	if err != nil {
+		return l.fail("mkdir", p, err)
+	}
+	rel, err := filepath.Rel(l.root, h)
+	if err != nil {
+		return l.fail("mkdir", p, err)
+	}
+	cur := l.root
+	for _, elem := range strings.Split(rel, string(filepath.Separator)) {
+		if elem == "." {
+			continue
+		}
+		parent := cur
+		cur = filepath.Join(cur, elem)
+		if err := l.mkdirOne(parent, cur, mode.Perm()); err != nil {
+			return l.fail("mkdir", p, err)
+		}
+	}
+	return nil
+}
+
+func (l *Local) mkdirOne(parent, dir string, perm fs.FileMode) error {
+	err := os.Mkdir(dir, perm)
+	if errors.Is(err, fs.ErrExist) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return bare(err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s exists and is not a directory", strings.TrimPrefix(dir, l.root))
+		}
+		return nil
+	}
+	if err != nil {
+		return bare(err)
+	}
+	if err := os.Chmod(dir, perm); err != nil {
+		return bare(err)
+	}
+	return l.syncDir(parent)
+}
+
+// Remove implements Executor.
+func (l *Local) Remove(ctx context.Context, p string) error {
+	if err := ctx.Err(); err != nil {
+		return l.fail("remove", p, err)
+	}
+	h, err := l.resolve(p, false)
+	if err != nil {
+		return l.fail("remove", p, err)
+	}
+	err = os.Remove(h)
+	if isMissing(err) {
+		return nil
+	}
+	if err != nil {
+		return l.fail("remove", p, bare(err))
+	}
+	if err := l.syncDir(filepath.Dir(h)); err != nil {
+		return l.fail("remove", p, err)
+	}
+	return nil
+}
+
+// Run implements Executor. argv goes to exec directly; no shell is involved.
+func (l *Local) Run(ctx context.Context, argv []string, stdin io.Reader) (Result, error) {
+	if len(argv) == 0 {
+		return Result{}, l.fail("run", "", errors.New("empty argv"))
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = l.root
+	cmd.Stdin = stdin
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = localWaitDelay
+	err := cmd.Run()
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if cmd.ProcessState != nil {
+		res.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	if ctxErr := ctx.Err(); err != nil && ctxErr != nil {
+		return res, l.fail("run", argv[0], ctxErr)
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return res, l.fail("run", argv[0], newExitError(res.ExitCode, res.Stderr))
+	}
+	if err != nil {
+		return res, l.fail("run", argv[0], err)
+	}
+	return res, nil
+}
+
+// bare strips the host path that os errors carry: our errors name the node
+// path instead, and the host path of a rooted tree would only confuse.
+func bare(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}

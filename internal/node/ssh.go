@@ -1,0 +1,296 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Defaults for SSHConfig fields left zero.
+const (
+	DefaultSSHPort        = "22"
+	DefaultSSHDialTimeout = 10 * time.Second
+	DefaultSSHKeepAlive   = 30 * time.Second
+)
+
+// SSHConfig says how to reach one node. Complete fills the zero fields from
+// the operator's environment; DialSSH uses the fields exactly as given.
+type SSHConfig struct {
+	// Name names the node in errors; the host when empty.
+	Name string
+	// Address is "host" or "host:port"; the port defaults to 22.
+	Address string
+	// User is the login name.
+	User string
+	// IdentityFiles are private key files, tried before any agent key.
+	IdentityFiles []string
+	// AgentSocket is ssh-agent's socket (SSH_AUTH_SOCK); empty for none.
+	AgentSocket string
+	// KnownHostsFiles are checked for the node's host key. There is no
+	// option to skip the check.
+	KnownHostsFiles []string
+	// Sudo runs every command as root through "sudo -n --", for logins
+	// that are not root. -n makes a password prompt fail instead of hang.
+	Sudo bool
+	// DialTimeout bounds the TCP connect and the SSH handshake.
+	DialTimeout time.Duration
+	// KeepAlive is the interval of keepalive requests; a node that misses
+	// one is disconnected. Negative disables them.
+	KeepAlive time.Duration
+}
+
+// SSH is an Executor for a remote node: one SSH connection, one session per
+// command. Files are handled by small POSIX sh scripts whose data travels
+// on stdin, so no file content, key material included, ever appears in a
+// command line or the environment. The node is assumed to be Linux with
+// coreutils (stat -c, sync FILE), as kubeadm nodes are, and the login
+// shell must be POSIX-compatible, since it parses the quoted command line.
+type SSH struct {
+	name   string
+	sudo   bool
+	client *ssh.Client
+	auth   *sshAuth
+
+	closeOnce sync.Once
+	closeErr  error
+	stop      chan struct{} // closed by Close; ends the keepalive loop
+}
+
+var _ Executor = (*SSH)(nil)
+
+// DialSSH connects to the node and authenticates. The host key is checked
+// against cfg.KnownHostsFiles during the handshake, before authentication:
+// an unknown, changed or revoked key fails with a *HostKeyError (wrapped in
+// *Error) and nothing is sent to the node.
+func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
+	addr, host, err := sshAddress(cfg.Address)
+	name := cfg.Name
+	if name == "" {
+		name = host
+	}
+	fail := func(err error) error { return &Error{Node: name, Op: "connect", Path: addr, Err: err} }
+	if err != nil {
+		return nil, fail(err)
+	}
+	if cfg.User == "" {
+		return nil, fail(errors.New("no ssh user given"))
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultSSHDialTimeout
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultSSHKeepAlive
+	}
+	hostKeys, err := newHostKeyChecker(cfg.KnownHostsFiles)
+	if err != nil {
+		return nil, fail(err)
+	}
+	auth, err := newSSHAuth(cfg.IdentityFiles, cfg.AgentSocket)
+	if err != nil {
+		return nil, fail(err)
+	}
+	client, err := handshake(ctx, addr, cfg, hostKeys, auth)
+	if err != nil {
+		auth.close()
+		return nil, fail(err)
+	}
+	s := &SSH{name: name, sudo: cfg.Sudo, client: client, auth: auth, stop: make(chan struct{})}
+	if cfg.KeepAlive > 0 {
+		go s.keepAlive(cfg.KeepAlive)
+	}
+	return s, nil
+}
+
+// sshAddress adds the default port and returns the host alone for naming.
+func sshAddress(address string) (addr, host string, err error) {
+	if address == "" {
+		return "", "", errors.New("no ssh address given")
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		// No port: the whole thing is the host (brackets allowed for IPv6).
+		host, port = strings.TrimSuffix(strings.TrimPrefix(address, "["), "]"), DefaultSSHPort
+	}
+	return net.JoinHostPort(host, port), host, nil
+}
+
+func handshake(ctx context.Context, addr string, cfg SSHConfig, hostKeys *hostKeyChecker, auth *sshAuth) (*ssh.Client, error) {
+	dialer := net.Dialer{Timeout: cfg.DialTimeout}
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// The handshake honours both the timeout and ctx: a node that accepts
+	// TCP but never speaks must not stall the rotation.
+	if err := conn.SetDeadline(time.Now().Add(cfg.DialTimeout)); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	stopWatch := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stopWatch()
+	clientCfg := &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              auth.methods(),
+		HostKeyCallback:   hostKeys.callback,
+		HostKeyAlgorithms: hostKeys.algorithmsFor(addr, conn.RemoteAddr()),
+		Timeout:           cfg.DialTimeout,
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, clientCfg)
+	if err != nil {
+		_ = conn.Close()
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, err
+	}
+	if !stopWatch() {
+		_ = c.Close()
+		return nil, ctx.Err()
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// keepAlive pings the server every interval. A reply that does not come
+// within the interval closes the connection, so that commands on a dead
+// node fail instead of waiting for TCP to give up.
+func (s *SSH) keepAlive(every time.Duration) {
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-ticker.C:
+		}
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		select {
+		case <-s.stop:
+			return
+		case err := <-replied:
+			if err == nil {
+				continue
+			}
+		case <-time.After(every):
+		}
+		_ = s.client.Close()
+		return
+	}
+}
+
+// Name implements Executor.
+func (s *SSH) Name() string { return s.name }
+
+// String names the node, so that an SSH can be printed in progress lines.
+func (s *SSH) String() string { return s.name }
+
+// Close implements Executor.
+func (s *SSH) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.closeErr = s.client.Close()
+		s.auth.close()
+		if errors.Is(s.closeErr, net.ErrClosed) {
+			s.closeErr = nil
+		}
+	})
+	return s.closeErr
+}
+
+func (s *SSH) fail(op, path string, err error) error {
+	return &Error{Node: s.name, Op: op, Path: path, Err: err}
+}
+
+// Run implements Executor.
+func (s *SSH) Run(ctx context.Context, argv []string, stdin io.Reader) (Result, error) {
+	res, err := s.exec(ctx, argv, stdin)
+	if err != nil {
+		arg0 := ""
+		if len(argv) > 0 {
+			arg0 = argv[0]
+		}
+		return res, s.fail("run", arg0, err)
+	}
+	return res, nil
+}
+
+// commandLine is what the remote login shell is given for argv.
+func (s *SSH) commandLine(argv []string) (string, error) {
+	line, err := shellJoin(argv)
+	if err != nil {
+		return "", err
+	}
+	if s.sudo {
+		line = "sudo -n -- " + line
+	}
+	return line, nil
+}
+
+// exec runs argv in a new session and returns an unwrapped error.
+func (s *SSH) exec(ctx context.Context, argv []string, stdin io.Reader) (Result, error) {
+	line, err := s.commandLine(argv)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	sess, err := s.client.NewSession()
+	if err != nil {
+		return Result{}, fmt.Errorf("open session: %w", err)
+	}
+	defer sess.Close()
+	var stdout, stderr bytes.Buffer
+	sess.Stdin = stdin
+	sess.Stdout = &stdout
+	sess.Stderr = &stderr
+	if err := sess.Start(line); err != nil {
+		return Result{}, fmt.Errorf("start command: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Best effort: OpenSSH honours signal requests only in some
+		// setups, so the remote command may run on to its end. We do not
+		// wait for it; the waiting goroutine ends with the session.
+		_ = sess.Signal(ssh.SIGKILL)
+		_ = sess.Close()
+		return Result{}, ctx.Err()
+	}
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	var exitErr *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &exitErr):
+		res.ExitCode = exitErr.ExitStatus()
+		if exitErr.Signal() != "" {
+			res.ExitCode = -1 // as os/exec reports a killed process
+		}
+		return res, newExitError(res.ExitCode, res.Stderr)
+	case errors.As(err, &missing):
+		res.ExitCode = -1
+		return res, errors.New("connection closed before the command reported its exit status")
+	default:
+		res.ExitCode = -1
+		return res, err
+	}
+}

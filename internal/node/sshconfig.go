@@ -1,0 +1,282 @@
+package node
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+)
+
+// SSHEnv is the operator's environment that SSH defaults come from. It is
+// passed in rather than read behind the caller's back, so that tests never
+// depend on the real ~/.ssh.
+type SSHEnv struct {
+	// HomeDir holds .ssh/config, .ssh/known_hosts and the default keys.
+	HomeDir string
+	// User is the login name when neither the caller nor ~/.ssh/config
+	// gives one.
+	User string
+	// AgentSocket is SSH_AUTH_SOCK; empty when no agent runs.
+	AgentSocket string
+}
+
+// HostSSHEnv reads SSHEnv from this process: $HOME, the current user
+// (root when it cannot be found) and SSH_AUTH_SOCK.
+func HostSSHEnv() SSHEnv {
+	env := SSHEnv{User: "root", AgentSocket: os.Getenv("SSH_AUTH_SOCK")}
+	if home, err := os.UserHomeDir(); err == nil {
+		env.HomeDir = home
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		env.User = u.Username
+	}
+	return env
+}
+
+// Complete fills the fields left zero in c the way ssh(1) would: first from
+// the Host blocks of ~/.ssh/config that match the host in c.Address, then
+// from env. Fields the caller set always win.
+//
+// Only the simple part of ssh_config is honoured: Host blocks with * and ?
+// patterns and ! negation, and the keywords HostName, User, Port,
+// IdentityFile and UserKnownHostsFile, with ~, %d, %h and %% expanded.
+// Match blocks are skipped, and Include, ProxyJump and everything else are
+// ignored: a setup that needs them should pass explicit fields.
+func (c SSHConfig) Complete(env SSHEnv) (SSHConfig, error) {
+	alias, port, err := net.SplitHostPort(c.Address)
+	if err != nil {
+		alias, port = strings.TrimSuffix(strings.TrimPrefix(c.Address, "["), "]"), ""
+	}
+	if alias == "" {
+		return c, errors.New("no ssh address given")
+	}
+	file := ""
+	if env.HomeDir != "" {
+		file = filepath.Join(env.HomeDir, ".ssh", "config")
+	}
+	opts, err := readSSHConfig(file, alias, env.HomeDir)
+	if err != nil {
+		return c, err
+	}
+
+	if c.Name == "" {
+		c.Name = alias
+	}
+	host := alias
+	if v := opts.first("hostname"); v != "" {
+		host = v
+	}
+	if port == "" {
+		port = opts.first("port")
+	}
+	if port == "" {
+		port = DefaultSSHPort
+	}
+	c.Address = net.JoinHostPort(host, port)
+	if c.User == "" {
+		c.User = opts.first("user")
+	}
+	if c.User == "" {
+		c.User = env.User
+	}
+	if c.User == "" {
+		c.User = "root"
+	}
+	if len(c.IdentityFiles) == 0 {
+		c.IdentityFiles = opts.all("identityfile")
+	}
+	if len(c.IdentityFiles) == 0 && env.HomeDir != "" {
+		// The keys ssh(1) tries when none is configured; only those
+		// that exist are used.
+		for _, f := range []string{".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"} {
+			p := filepath.Join(env.HomeDir, f)
+			if _, err := os.Stat(p); err == nil {
+				c.IdentityFiles = append(c.IdentityFiles, p)
+			}
+		}
+	}
+	if len(c.KnownHostsFiles) == 0 {
+		c.KnownHostsFiles = opts.all("userknownhostsfile")
+	}
+	if len(c.KnownHostsFiles) == 0 && env.HomeDir != "" {
+		c.KnownHostsFiles = []string{filepath.Join(env.HomeDir, ".ssh", "known_hosts")}
+	}
+	if c.AgentSocket == "" {
+		c.AgentSocket = env.AgentSocket
+	}
+	return c, nil
+}
+
+// sshOptions holds the values given for one host, in file order, keyed by
+// lower-case keyword.
+type sshOptions map[string][]string
+
+// first is the value that counts for a single-valued keyword: in
+// ssh_config the first one obtained wins.
+func (o sshOptions) first(key string) string {
+	if v := o[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (o sshOptions) all(key string) []string { return o[key] }
+
+// readSSHConfig collects the options that apply to alias from file; a
+// missing file gives none.
+func readSSHConfig(file, alias, home string) (sshOptions, error) {
+	opts := sshOptions{}
+	if file == "" {
+		return opts, nil
+	}
+	f, err := os.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return opts, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ssh config %s: %w", file, bare(err))
+	}
+	defer f.Close()
+	applies := true // lines before the first Host block apply to every host
+	scanner := bufio.NewScanner(f)
+	for line := 1; scanner.Scan(); line++ {
+		key, args, err := splitSSHConfigLine(scanner.Text())
+		if err != nil {
+			return nil, fmt.Errorf("ssh config %s:%d: %w", file, line, err)
+		}
+		switch key {
+		case "":
+		case "host":
+			applies = hostMatches(args, alias)
+		case "match":
+			applies = false
+		case "hostname", "user", "port":
+			if applies && len(args) > 0 {
+				opts[key] = append(opts[key], expandSSHToken(args[0], alias, home))
+			}
+		case "identityfile", "userknownhostsfile":
+			if applies {
+				for _, a := range args {
+					opts[key] = append(opts[key], expandSSHToken(a, alias, home))
+				}
+			}
+		}
+	}
+	if err := scanner.Err(); err != nil {
+		return nil, fmt.Errorf("ssh config %s: %w", file, err)
+	}
+	return opts, nil
+}
+
+// splitSSHConfigLine returns the lower-case keyword and its arguments;
+// "Key value", "Key=value" and double-quoted arguments are accepted.
+func splitSSHConfigLine(line string) (string, []string, error) {
+	line = strings.TrimSpace(line)
+	if line == "" || strings.HasPrefix(line, "#") {
+		return "", nil, nil
+	}
+	end := strings.IndexAny(line, " \t=")
+	if end < 0 {
+		return strings.ToLower(line), nil, nil
+	}
+	key := strings.ToLower(line[:end])
+	rest := strings.TrimLeft(line[end:], " \t")
+	rest = strings.TrimLeft(strings.TrimPrefix(rest, "="), " \t")
+	var args []string
+	for rest != "" {
+		var arg string
+		if rest[0] == '"' {
+			closing := strings.IndexByte(rest[1:], '"')
+			if closing < 0 {
+				return "", nil, errors.New("unterminated quote")
+			}
+			arg, rest = rest[1:1+closing], rest[2+closing:]
+		} else {
+			end := strings.IndexAny(rest, " \t")
+			if end < 0 {
+				end = len(rest)
+			}
+			arg, rest = rest[:end], rest[end:]
+		}
+		args = append(args, arg)
+		rest = strings.TrimLeft(rest, " \t")
+	}
+	return key, args, nil
+}
+
+// hostMatches applies a Host line: some pattern must match and no negated
+// one may.
+func hostMatches(patterns []string, host string) bool {
+	matched := false
+	for _, p := range patterns {
+		if neg, ok := strings.CutPrefix(p, "!"); ok {
+			if globMatch(neg, host) {
+				return false
+			}
+			continue
+		}
+		if globMatch(p, host) {
+			matched = true
+		}
+	}
+	return matched
+}
+
+// globMatch matches ssh_config patterns: * is any run of characters, ? is
+// one character, and nothing else is special (unlike path.Match).
+func globMatch(pattern, s string) bool {
+	for pattern != "" {
+		switch pattern[0] {
+		case '*':
+			for i := len(s); i >= 0; i-- {
+				if globMatch(pattern[1:], s[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if s == "" {
+				return false
+			}
+		default:
+			if s == "" || s[0] != pattern[0] {
+				return false
+			}
+		}
+		pattern, s = pattern[1:], s[1:]
+	}
+	return s == ""
+}
+
+// expandSSHToken expands a leading ~ and the tokens %d (home), %h (host as
+// given) and %%.
+func expandSSHToken(v, host, home string) string {
+	if v == "~" || strings.HasPrefix(v, "~/") {
+		v = home + v[1:]
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] != '%' || i+1 == len(v) {
+			b.WriteByte(v[i])
+			continue
+		}
+		i++
+		switch v[i] {
+		case 'd':
+			b.WriteString(home)
+		case 'h':
+			b.WriteString(host)
+		case '%':
+			b.WriteByte('%')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(v[i])
+		}
+	}
+	return b.String()
+}

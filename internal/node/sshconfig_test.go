@@ -1,0 +1,142 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSSHConfigComplete(t *testing.T) {
+	const sshConfig = `# defaults for the cluster
+Host cp-* !cp-9
+    HostName %h.cluster.example
+    User admin
+    Port 2222
+    IdentityFile ~/.ssh/cluster_ed25519
+    UserKnownHostsFile ~/.ssh/cluster_known_hosts "/etc/ssh/with space"
+
+Host cp-1
+    User=other
+    IdentityFile %d/.ssh/cp1
+
+Match host cp-2
+    User matched
+
+Host worker-?
+    hostname 10.0.0.7
+    user worker
+
+Host *
+    User fallback
+`
+	tests := []struct {
+		name     string
+		config   string // contents of ~/.ssh/config; "" for no file
+		defaults []string
+		in       SSHConfig
+		want     SSHConfig
+	}{
+		{
+			name: "no config file: environment defaults",
+			in:   SSHConfig{Address: "10.0.0.5"},
+			want: SSHConfig{Name: "10.0.0.5", Address: "10.0.0.5:22", User: "operator",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+		},
+		{
+			name:     "default identity files that exist",
+			defaults: []string{"id_ed25519", "id_rsa"},
+			in:       SSHConfig{Address: "[fd00::1]:2200"},
+			want: SSHConfig{Name: "fd00::1", Address: "[fd00::1]:2200", User: "operator",
+				IdentityFiles:   []string{"HOME/.ssh/id_ed25519", "HOME/.ssh/id_rsa"},
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+		},
+		{
+			name:   "first value wins, identity files add up",
+			config: sshConfig,
+			in:     SSHConfig{Address: "cp-1"},
+			want: SSHConfig{Name: "cp-1", Address: "cp-1.cluster.example:2222", User: "admin",
+				IdentityFiles:   []string{"HOME/.ssh/cluster_ed25519", "HOME/.ssh/cp1"},
+				KnownHostsFiles: []string{"HOME/.ssh/cluster_known_hosts", "/etc/ssh/with space"},
+				AgentSocket:     "/run/agent.sock"},
+		},
+		{
+			name:   "explicit fields win over the config",
+			config: sshConfig,
+			in: SSHConfig{Name: "node-a", Address: "cp-1:22", User: "root", IdentityFiles: []string{"/k"},
+				KnownHostsFiles: []string{"/kh"}, AgentSocket: "/other.sock", Sudo: true},
+			want: SSHConfig{Name: "node-a", Address: "cp-1.cluster.example:22", User: "root", IdentityFiles: []string{"/k"},
+				KnownHostsFiles: []string{"/kh"}, AgentSocket: "/other.sock", Sudo: true},
+		},
+		{
+			name:   "negated pattern and Match block are skipped",
+			config: sshConfig,
+			in:     SSHConfig{Address: "cp-9"},
+			want: SSHConfig{Name: "cp-9", Address: "cp-9:22", User: "fallback",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+		},
+		{
+			name:   "question mark matches one character, keywords in any case",
+			config: sshConfig,
+			in:     SSHConfig{Address: "worker-3"},
+			want: SSHConfig{Name: "worker-3", Address: "10.0.0.7:22", User: "worker",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			if err := os.Mkdir(filepath.Join(home, ".ssh"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if tc.config != "" {
+				if err := os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte(tc.config), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range tc.defaults {
+				if err := os.WriteFile(filepath.Join(home, ".ssh", f), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := tc.in.Complete(SSHEnv{HomeDir: home, User: "operator", AgentSocket: "/run/agent.sock"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Write HOME in place of the temporary home so that the
+			// table reads like the config.
+			unhome := cmp.Transformer("unhome", func(s string) string {
+				if rel, err := filepath.Rel(home, s); err == nil && filepath.IsAbs(s) && !strings.HasPrefix(rel, "..") {
+					return "HOME/" + rel
+				}
+				return s
+			})
+			if diff := cmp.Diff(tc.want, got, unhome); diff != "" {
+				t.Errorf("Complete (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	tests := []struct {
+		pattern, host string
+		want          bool
+	}{
+		{"*", "anything", true},
+		{"cp-*", "cp-1", true},
+		{"cp-*", "worker-1", false},
+		{"cp-?", "cp-12", false},
+		{"*.example", "a.b.example", true},
+		{"10.0.0.[1]", "10.0.0.1", false}, // brackets are literal in ssh_config
+	}
+	for _, tc := range tests {
+		t.Run(tc.pattern+" "+tc.host, func(t *testing.T) {
+			if got := globMatch(tc.pattern, tc.host); got != tc.want {
+				t.Errorf("globMatch(%q, %q) = %v, want %v", tc.pattern, tc.host, got, tc.want)
+			}
+		})
+	}
+}
