@@ -83,9 +83,9 @@ func (l *Lab) prepareNode(n Node) error {
 	// The node's own address refuses DNS at once: the lab has no way out,
 	// and a refusal beats a 5-second timeout per lookup.
 	files := map[string]string{
-		"hosts":       hosts.String(),
-		"resolv.conf": "nameserver " + n.IP + "\noptions timeout:1 attempts:1\n",
-		"hostname":    n.Name + "\n",
+		"hosts":                            hosts.String(),
+		"resolv.conf":                      "nameserver " + n.IP + "\noptions timeout:1 attempts:1\n",
+		"hostname":                         n.Name + "\n",
 		"fs/etc-cni/net.d/10-lab.conflist": cniConfig(n.PodCIDR),
 		"containerd.toml":                  containerdConfig(),
 		"sshd_config":                      l.sshdConfig(n),
