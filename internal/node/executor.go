@@ -57,8 +57,11 @@ type Executor interface {
 	Remove(ctx context.Context, path string) error
 
 	// Run runs argv (no shell on our side; quoted for the remote shell by
-	// SSH) with stdin, which may be nil. A non-zero exit returns the full
-	// Result together with an error that matches *ExitError.
+	// SSH) with stdin, which may be nil and must reach EOF: both
+	// implementations copy it to the end before they report the exit. A
+	// non-zero exit returns the full Result together with an error that
+	// matches *ExitError. Cancelling ctx returns at once; over SSH the
+	// remote command may run on, since OpenSSH often ignores signals.
 	Run(ctx context.Context, argv []string, stdin io.Reader) (Result, error)
 
 	// Close releases the connection, if any.
