@@ -49,7 +49,10 @@ func Down(ctx context.Context, stateDir string, progress func(string)) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, p := range l.CreatedHostPaths {
+	// Deepest first; they are empty on the host (the lab mounted over them
+	// only inside its nodes).
+	for i := len(l.CreatedHostPaths) - 1; i >= 0; i-- {
+		p := l.CreatedHostPaths[i]
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove %s, which the lab created: %w", p, err))
 		}

@@ -27,7 +27,7 @@ var nodeMounts = []struct{ dir, target string }{
 	{"var-log", "/var/log"},
 	{"var-lib-containerd", "/var/lib/containerd"},
 	{"run", "/run"},
-	{"tmp", "/tmp"},
+	// Not /tmp: the state directory and the lab binary may live there.
 	{"root", "/root"},
 	{"etc-default", "/etc/default"},
 	// The node's own commands (systemctl, kubeadm, kubelet, ...), first on

@@ -102,14 +102,16 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 }
 
 func (l *Lab) up(ctx context.Context, o Options) error {
-	// containerd creates hostPath sources that are missing on the host, and
-	// kube-proxy mounts /lib/modules, which this VM lacks.
-	if _, err := os.Stat("/lib/modules"); errors.Is(err, os.ErrNotExist) {
-		if err := os.Mkdir("/lib/modules", 0o755); err != nil {
-			return err
-		}
-		l.CreatedHostPaths = append(l.CreatedHostPaths, "/lib/modules")
-		if err := l.save(); err != nil {
+	// Bind mounts need their mount points, and containerd creates hostPath
+	// sources that are missing (kube-proxy mounts /lib/modules, which this
+	// VM lacks). What has to be created on the host is recorded and removed
+	// at teardown.
+	points := []string{"/lib/modules"}
+	for _, m := range nodeMounts {
+		points = append(points, m.target)
+	}
+	for _, p := range points {
+		if err := l.ensureHostDir(p); err != nil {
 			return err
 		}
 	}
@@ -250,4 +252,20 @@ func (l *Lab) waitContainerd(ctx context.Context, n Node) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ensureHostDir creates dir and its missing parents on the host, recording
+// each one it creates so that Down removes it.
+func (l *Lab) ensureHostDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := l.ensureHostDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("create mount point %s: %w", dir, err)
+	}
+	l.CreatedHostPaths = append(l.CreatedHostPaths, dir)
+	return l.save()
 }

@@ -134,7 +134,7 @@ func (l *Lab) deployWorkloads(ctx context.Context) error {
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr(int32(3)),
 			Selector: &metav1.LabelSelector{MatchLabels: labels(PDBDeployment)},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels(PDBDeployment)}, Spec: probePodSpec("--idle")},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels(PDBDeployment)}, Spec: probePodSpec("idle")},
 		},
 	}, metav1.CreateOptions{})
 	create(err)
