@@ -16,7 +16,9 @@ var ErrMissingLibrary = errors.New("shared library not found")
 
 // ELFDeps returns the absolute host paths of the shared libraries a
 // dynamically linked binary loads, including its dynamic loader, sorted.
-// A static binary has none and gets an empty list without running ldd.
+// A static binary has none and gets an empty list without running ldd. A
+// shared object (an iptables extension, say) has no loader of its own but
+// does have libraries: those are listed too.
 //
 // The paths are where the loader found each library on this host. Put in
 // an image at those same paths, the loader finds them again through its
@@ -27,11 +29,11 @@ var ErrMissingLibrary = errors.New("shared library not found")
 // glibc's ldd runs the binary's loader on it, so only pass binaries you
 // would run anyway, such as the components the lab builds itself.
 func ELFDeps(binary string) ([]string, error) {
-	interp, err := interpreter(binary)
+	interp, needed, err := interpreter(binary)
 	if err != nil {
 		return nil, err
 	}
-	if interp == "" {
+	if interp == "" && !needed {
 		return nil, nil
 	}
 	var stderr bytes.Buffer
@@ -47,31 +49,34 @@ func ELFDeps(binary string) ([]string, error) {
 	}
 	// The kernel starts the loader by the exact PT_INTERP path, so it must
 	// be there even if some ldd spelled it differently.
-	if !slices.Contains(deps, interp) {
+	if interp != "" && !slices.Contains(deps, interp) {
 		deps = append(deps, interp)
 		slices.Sort(deps)
 	}
 	return deps, nil
 }
 
-// interpreter returns the binary's PT_INTERP path, or "" when it is static.
-func interpreter(binary string) (string, error) {
+// interpreter returns the binary's PT_INTERP path ("" when it has none),
+// and whether it needs shared libraries.
+func interpreter(binary string) (string, bool, error) {
 	f, err := elf.Open(binary)
 	if err != nil {
-		return "", fmt.Errorf("read elf %s: %w", binary, err)
+		return "", false, fmt.Errorf("read elf %s: %w", binary, err)
 	}
 	defer f.Close()
+	libs, _ := f.ImportedLibraries()
+	needed := len(libs) > 0
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_INTERP {
 			continue
 		}
 		buf := make([]byte, p.Filesz)
 		if _, err := p.ReadAt(buf, 0); err != nil {
-			return "", fmt.Errorf("read elf %s: interpreter: %w", binary, err)
+			return "", needed, fmt.Errorf("read elf %s: interpreter: %w", binary, err)
 		}
-		return string(bytes.TrimRight(buf, "\x00")), nil
+		return string(bytes.TrimRight(buf, "\x00")), needed, nil
 	}
-	return "", nil
+	return "", needed, nil
 }
 
 // parseLDD reads glibc ldd output. Lines look like

@@ -65,7 +65,7 @@ func TestParseLDD(t *testing.T) {
 func dynamicHostBinary(t *testing.T) string {
 	t.Helper()
 	for _, p := range []string{"/usr/bin/env", "/bin/true"} {
-		if interp, err := interpreter(p); err == nil && interp != "" {
+		if interp, _, err := interpreter(p); err == nil && interp != "" {
 			return p
 		}
 	}
@@ -120,7 +120,7 @@ func TestELFDepsNotELF(t *testing.T) {
 
 func TestELFDepsDynamic(t *testing.T) {
 	bin := dynamicHostBinary(t)
-	interp, err := interpreter(bin)
+	interp, _, err := interpreter(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
