@@ -22,8 +22,8 @@ import (
 // The lab's probe workloads.
 const (
 	ProbeNamespace  = "lab-probe"
-	ProbeDaemonSet  = "probe-ds"
-	ProbeDeployment = "probe"
+	ProbeDaemonSet  = "probe-daemon"
+	ProbeDeployment = "probe-spread"
 	PDBNamespace    = "lab-pdb"
 	PDBDeployment   = "web"
 )
