@@ -152,11 +152,15 @@ func TestLabThreeControlPlanes(t *testing.T) {
 				t.Errorf("%d of 40 requests through the load balancer failed with %s's apiserver stopped", failed, stopped.Name)
 			}
 			restore()
+			var lastErr error
+			if err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(context.Context) (bool, error) {
+				lastErr = readyz(client, stopped.IP+":6443")
+				return lastErr == nil, nil
+			}); err != nil {
+				t.Fatalf("%s's apiserver not ready 3m after its manifest came back: %v", stopped.Name, lastErr)
+			}
 			if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
 				t.Fatal(err)
-			}
-			if err := readyz(client, stopped.IP+":6443"); err != nil {
-				t.Errorf("%s's apiserver after its manifest came back: %v", stopped.Name, err)
 			}
 		})
 		t.Run("in-cluster client succeeds from every node", func(t *testing.T) {
