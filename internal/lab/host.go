@@ -211,3 +211,47 @@ func inNetns(ctx context.Context, pid int, argv ...string) (string, error) {
 func processAlive(pid int) bool {
 	return pid > 0 && syscall.Kill(pid, 0) == nil
 }
+
+// Usage is what a lab costs the host right now.
+type Usage struct {
+	Processes int
+	// RSS is the resident memory of every lab process, summed.
+	RSS int64
+}
+
+// Usage sums the resident memory of every process in the lab's cgroup.
+func (l *Lab) Usage() Usage {
+	hierarchy := filepath.Join(cgroupFS, "pids")
+	if _, err := os.Stat(hierarchy); err != nil {
+		hierarchy = cgroupFS
+	}
+	var u Usage
+	for _, pid := range cgroupPIDs(hierarchy, l.cgroupRoot()) {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		u.Processes++
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				u.RSS += kb * 1024
+			}
+		}
+	}
+	return u
+}
+
+// DiskUsage is the size of the lab's state directory.
+func (l *Lab) DiskUsage() int64 {
+	var total int64
+	filepath.WalkDir(l.StateDir, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}

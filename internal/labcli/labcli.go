@@ -193,6 +193,9 @@ func newStatus(stateDir *string) *cobra.Command {
 			}
 			w.Flush()
 			fmt.Fprintf(cmd.OutOrStdout(), "endpoint %s, kubeconfig %s\n", l.Endpoint, l.Kubeconfig())
+			u := l.Usage()
+			fmt.Fprintf(cmd.OutOrStdout(), "host: %d processes, %d MiB resident, %d MiB on disk in %s\n",
+				u.Processes, u.RSS>>20, l.DiskUsage()>>20, l.StateDir)
 			ctx, cancel := context.WithTimeout(cmd.Context(), 20*time.Second)
 			defer cancel()
 			h, err := l.CheckHealth(ctx)
