@@ -189,7 +189,7 @@ func newStatus(stateDir *string) *cobra.Command {
 				if err != nil {
 					agentState = "down"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Name, role, n.IP, agentState, strings.Join(strings.Fields(strings.ReplaceAll(units, "\n", ",")), " "))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Name, role, n.IP, agentState, unitSummary(units))
 			}
 			w.Flush()
 			fmt.Fprintf(cmd.OutOrStdout(), "endpoint %s, kubeconfig %s\n", l.Endpoint, l.Kubeconfig())
@@ -222,4 +222,15 @@ func newAgent() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&config, "config", "", "agent config file")
 	return cmd
+}
+
+// unitSummary turns the agent's "name state" lines into "name=state ...".
+func unitSummary(listing string) string {
+	var parts []string
+	for _, line := range strings.Split(strings.TrimSpace(listing), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			parts = append(parts, f[0]+"="+f[1])
+		}
+	}
+	return strings.Join(parts, " ")
 }
