@@ -206,7 +206,6 @@ func (l *Lab) agentConfig(n Node, cgroups []string) agent.Config {
 // own session so it outlives the command that started it, and waits until it
 // answers on its socket.
 func (l *Lab) startAgent(ctx context.Context, name string, cfg agent.Config, hostSocket string) (int, error) {
-	dir := filepath.Dir(hostSocket)
 	cfgPath := filepath.Join(l.StateDir, "agents", name+".json")
 	if err := os.MkdirAll(filepath.Dir(cfgPath), 0o700); err != nil {
 		return 0, err
@@ -236,7 +235,6 @@ func (l *Lab) startAgent(ctx context.Context, name string, cfg agent.Config, hos
 	}
 	pid := cmd.Process.Pid
 	go cmd.Wait() // reap it if it dies while we still run
-	_ = dir
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := agent.Call(hostSocket, agent.Request{Verb: "list-units"}, 2*time.Second); err == nil {
@@ -256,14 +254,11 @@ func (l *Lab) startAgent(ctx context.Context, name string, cfg agent.Config, hos
 
 // Systemctl runs a systemctl verb on a node's agent, from the host.
 func (l *Lab) Systemctl(node string, verb string, units ...string) (string, error) {
-	resp, err := agent.Call(l.agentSocket(node), agent.Request{Verb: verb, Args: units}, 60*time.Second)
+	out, err := systemctlAt(l.agentSocket(node), verb, units...)
 	if err != nil {
-		return "", err
+		return out, fmt.Errorf("node %s: %w", node, err)
 	}
-	if resp.Code != 0 {
-		return resp.Output, fmt.Errorf("node %s: systemctl %s %s: exit %d: %s", node, verb, strings.Join(units, " "), resp.Code, strings.TrimSpace(resp.Output))
-	}
-	return resp.Output, nil
+	return out, nil
 }
 
 // ExecCommand returns a command that runs argv inside node: in its
