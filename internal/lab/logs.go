@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/carotate/carotate/internal/probe"
 )
 
 // PodLogFiles lists the log files of container in the pods of namespace
@@ -44,4 +46,22 @@ func (l *Lab) ComponentLog(node, component string) ([]byte, error) {
 		return nil, fmt.Errorf("node %s: no log of %s", node, component)
 	}
 	return os.ReadFile(files[len(files)-1])
+}
+
+// ProbeReport reads the newest log of the probe workload whose pods start
+// with podPrefix (ProbeDaemonSet or ProbeDeployment) on node.
+func (l *Lab) ProbeReport(node, podPrefix string) (probe.Report, error) {
+	files, err := l.PodLogFiles(node, ProbeNamespace, podPrefix+"-", "probe")
+	if err != nil {
+		return probe.Report{}, err
+	}
+	if len(files) == 0 {
+		return probe.Report{}, fmt.Errorf("node %s: no log of %s yet", node, podPrefix)
+	}
+	f, err := os.Open(files[len(files)-1])
+	if err != nil {
+		return probe.Report{}, err
+	}
+	defer f.Close()
+	return probe.ParseLog(f)
 }

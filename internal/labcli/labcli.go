@@ -203,6 +203,16 @@ func newStatus(stateDir *string) *cobra.Command {
 				return fmt.Errorf("cluster: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "cluster: %s\n", h)
+			for _, n := range l.Nodes {
+				for _, workload := range []string{lab.ProbeDaemonSet, lab.ProbeDeployment} {
+					r, err := l.ProbeReport(n.Name, workload)
+					if err != nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "probe %s on %s: %v\n", workload, n.Name, err)
+						continue
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "probe %s on %s: %d ok, %d failed, %d failure windows\n", workload, n.Name, r.OK, r.Failed, len(r.Windows))
+				}
+			}
 			return nil
 		},
 	}
