@@ -183,23 +183,15 @@ func TestLabThreeControlPlanes(t *testing.T) {
 func checkProbesSucceed(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	for _, n := range l.Nodes {
-		for _, prefix := range []string{lab.ProbeDaemonSet + "-", lab.ProbeDeployment + "-"} {
+		for _, workload := range []string{lab.ProbeDaemonSet, lab.ProbeDeployment} {
 			var report probe.Report
+			var lastErr error
 			err := wait.PollUntilContextTimeout(context.Background(), time.Second, 60*time.Second, true, func(context.Context) (bool, error) {
-				files, err := l.PodLogFiles(n.Name, lab.ProbeNamespace, prefix, "probe")
-				if err != nil || len(files) == 0 {
-					return false, nil
-				}
-				f, err := os.Open(files[len(files)-1])
-				if err != nil {
-					return false, nil
-				}
-				defer f.Close()
-				report, err = probe.ParseLog(f)
-				return err == nil && report.OK > 0, nil
+				report, lastErr = l.ProbeReport(n.Name, workload)
+				return lastErr == nil && report.OK > 0, nil
 			})
 			if err != nil {
-				t.Errorf("node %s: probe %s* reported no API success in 60s (last report %+v)", n.Name, prefix, report)
+				t.Errorf("node %s: probe %s reported no API success in 60s (%v; last report %+v)", n.Name, workload, lastErr, report)
 			}
 		}
 	}
