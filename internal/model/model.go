@@ -81,6 +81,9 @@ type Cert struct {
 	// IssuerSPKISHA256 is the SPKI fingerprint of the CA that signed it,
 	// when that CA is known (verified by signature, not by name).
 	IssuerSPKISHA256 string `json:"issuerSPKISHA256,omitempty"`
+	// Raw is the DER encoding. A certificate is public; keeping it lets the
+	// decisions verify signatures (who signed what) without any I/O.
+	Raw []byte `json:"raw,omitempty"`
 }
 
 // Node is what was found on one node.
@@ -107,6 +110,10 @@ type Node struct {
 	// the static pods (for example kube-apiserver.yaml.bak): the kubelet
 	// loads them too.
 	StrayManifests []string `json:"strayManifests,omitempty"`
+	// Warnings are what could not be read on a node that was otherwise
+	// inspected (a kubeconfig that does not parse, a missing kubelet
+	// config, a failed clock probe), each naming the file and what to do.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // FileKind classifies a file by content.
@@ -270,4 +277,9 @@ type TrustEdge struct {
 	// and where the certificate comes from; empty for token clients.
 	Presents     string   `json:"presents,omitempty"`
 	PresentsFrom Location `json:"presentsFrom,omitempty"`
+	// Accepts are the SPKI fingerprints of the CAs the server accepts client
+	// certificates from (e.g. kube-apiserver --client-ca-file, the kubelet's
+	// clientCAFile), and where that comes from; empty when unknown.
+	Accepts     []string `json:"accepts,omitempty"`
+	AcceptsFrom Location `json:"acceptsFrom,omitempty"`
 }
