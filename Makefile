@@ -36,6 +36,20 @@ demo: components build
 # nothing is silently skipped here.
 test: components
 	CAROTATE_E2E=require $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target runs briefly; `make fuzz FUZZTIME=10m` for a real session.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := \
+	./internal/pki:FuzzParsePEMCertificates \
+	./internal/pki:FuzzParsePEMPrivateKey \
+	./internal/pki:FuzzParsePEMCertificateAndKey
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 unit:
 	$(GO) test -short ./...
