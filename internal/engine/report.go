@@ -1,0 +1,247 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Outcome is what happened to a step (or a gate) in one run.
+type Outcome string
+
+const (
+	Planned   Outcome = "planned"   // plan: apply would change it
+	Unchanged Outcome = "unchanged" // already done; nothing touched
+	Changed   Outcome = "changed"   // apply changed it
+	Undone    Outcome = "undone"    // rollback changed it back
+	Failed    Outcome = "failed"
+	Passed    Outcome = "passed" // a gate verified
+)
+
+// Event is one step's (or one gate's) outcome. Reporters get exactly one per
+// step per run.
+type Event struct {
+	Phase    string
+	Step     string
+	Gate     bool // Step names the phase's gate
+	Target   Target
+	Outcome  Outcome
+	Detail   string
+	Err      error
+	Duration time.Duration
+	// Plan is what apply would change; set on planned events whose step
+	// has a Describe.
+	Plan *Plan
+}
+
+// Reporter receives progress events. The runner never calls it from two
+// goroutines at once.
+type Reporter interface {
+	Report(Event)
+}
+
+// ReporterFunc adapts a function to Reporter.
+type ReporterFunc func(Event)
+
+func (f ReporterFunc) Report(e Event) { f(e) }
+
+// Recorder keeps every event, in the order reported; useful to tests and to
+// a CLI that prints a summary at the end.
+type Recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *Recorder) Report(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+// Events returns a copy of what was reported so far.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
+
+// HumanReporter writes one line per event for an operator:
+//
+//	[trust] cp-1: kube-controller-manager restarted, kube-root-ca.crt in 37/37 namespaces (4.1s)
+//
+// Write errors are kept (Err) rather than stopping a rotation half way
+// because a terminal went away.
+type HumanReporter struct {
+	W   io.Writer
+	err error
+}
+
+func (h *HumanReporter) Report(e Event) {
+	if _, err := io.WriteString(h.W, HumanLine(e)); err != nil && h.err == nil {
+		h.err = fmt.Errorf("write progress: %w", err)
+	}
+}
+
+// Err is the first write error, if any.
+func (h *HumanReporter) Err() error { return h.err }
+
+// HumanLine renders an event the way HumanReporter prints it, newline
+// included; a planned step's diffs follow on indented lines.
+func HumanLine(e Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%s] ", e.Phase)
+	if e.Gate {
+		b.WriteString("gate ")
+	}
+	if t := e.Target.String(); t != "" && !e.Gate {
+		b.WriteString(t + ": ")
+	}
+	switch e.Outcome {
+	case Changed:
+		b.WriteString(orName(e.Detail, e.Step))
+	case Unchanged:
+		fmt.Fprintf(&b, "%s: already done", e.Step)
+		if e.Detail != "" {
+			fmt.Fprintf(&b, " (%s)", e.Detail)
+		}
+	case Undone:
+		fmt.Fprintf(&b, "%s: undone", e.Step)
+		if e.Detail != "" {
+			b.WriteString(", " + e.Detail)
+		}
+	case Failed:
+		fmt.Fprintf(&b, "%s: failed: %v", e.Step, e.Err)
+	case Passed:
+		fmt.Fprintf(&b, "%s: passed", e.Step)
+		if e.Detail != "" {
+			b.WriteString(", " + e.Detail)
+		}
+	case Planned:
+		fmt.Fprintf(&b, "%s: will change", e.Step)
+		if e.Plan != nil && e.Plan.Summary != "" {
+			b.WriteString(": " + e.Plan.Summary)
+		} else if e.Detail != "" {
+			b.WriteString(": " + e.Detail)
+		}
+	default:
+		fmt.Fprintf(&b, "%s: %s", e.Step, e.Outcome)
+	}
+	if e.Outcome != Planned {
+		fmt.Fprintf(&b, " (%s)", seconds(e.Duration))
+	}
+	b.WriteString("\n")
+	if e.Outcome == Planned && e.Plan != nil {
+		for _, d := range e.Plan.Diffs {
+			b.WriteString("    " + diffLine(d) + "\n")
+		}
+		for _, r := range e.Plan.Restarts {
+			if r.Node != "" {
+				fmt.Fprintf(&b, "    restarts %s on %s\n", r.Component, r.Node)
+			} else {
+				fmt.Fprintf(&b, "    restarts %s\n", r.Component)
+			}
+		}
+	}
+	return b.String()
+}
+
+// diffLine is a one-line summary of a diff; the CLI renders the full
+// before/after (unified diffs, certificate tables) from the Diff itself.
+func diffLine(d Diff) string {
+	where := d.Path
+	if d.Node != "" && (d.Kind == DiffFile || d.Kind == DiffCert) {
+		where = d.Node + ":" + d.Path
+	}
+	if d.Field != "" {
+		where += " " + d.Field
+	}
+	switch d.Kind {
+	case DiffFile:
+		return fmt.Sprintf("file %s: %s → %s", where, shortHash(d.BeforeSHA256), shortHash(d.AfterSHA256))
+	case DiffCert:
+		return fmt.Sprintf("cert %s: %s → %s", where, certLine(d.BeforeCert), certLine(d.AfterCert))
+	default:
+		return fmt.Sprintf("%s %s: %s → %s", d.Kind, where, value(d.Before), value(d.After))
+	}
+}
+
+func shortHash(h string) string {
+	if h == "" {
+		return "(absent)"
+	}
+	return "sha256:" + h[:min(12, len(h))]
+}
+
+func certLine(c *CertSummary) string {
+	if c == nil {
+		return "(absent)"
+	}
+	return fmt.Sprintf("%q issued by %q, spki %s, until %s", c.Subject, c.Issuer,
+		c.SPKISHA256[:min(12, len(c.SPKISHA256))], c.NotAfter.Format(time.DateOnly))
+}
+
+func value(s *string) string {
+	if s == nil {
+		return "(absent)"
+	}
+	return *s
+}
+
+func orName(detail, name string) string {
+	if detail != "" {
+		return detail
+	}
+	return name
+}
+
+func seconds(d time.Duration) string {
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+// JSONReporter writes one JSON object per line per event, for
+// `--output json`.
+type JSONReporter struct {
+	W   io.Writer
+	err error
+}
+
+// jsonEvent is the wire form of an Event: stable field names, the error as
+// text and the duration in seconds.
+type jsonEvent struct {
+	Phase   string  `json:"phase"`
+	Step    string  `json:"step"`
+	Gate    bool    `json:"gate,omitempty"`
+	Node    string  `json:"node,omitempty"`
+	Object  string  `json:"object,omitempty"`
+	Outcome Outcome `json:"outcome"`
+	Detail  string  `json:"detail,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Seconds float64 `json:"seconds"`
+	Plan    *Plan   `json:"plan,omitempty"`
+}
+
+func (j *JSONReporter) Report(e Event) {
+	je := jsonEvent{
+		Phase: e.Phase, Step: e.Step, Gate: e.Gate,
+		Node: e.Target.Node, Object: e.Target.Object,
+		Outcome: e.Outcome, Detail: e.Detail, Plan: e.Plan,
+		Seconds: math.Round(e.Duration.Seconds()*1000) / 1000,
+	}
+	if e.Err != nil {
+		je.Error = e.Err.Error()
+	}
+	line, err := json.Marshal(je)
+	if err == nil {
+		_, err = j.W.Write(append(line, '\n'))
+	}
+	if err != nil && j.err == nil {
+		j.err = fmt.Errorf("write json progress: %w", err)
+	}
+}
+
+// Err is the first encoding or write error, if any.
+func (j *JSONReporter) Err() error { return j.err }
