@@ -1,0 +1,190 @@
+package backup
+
+import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// KeySize is the length of a backup key: AES-256.
+const KeySize = 32
+
+// Key is a backup key. Like pki.PrivateKey it never prints: every fmt verb,
+// slog and JSON see only its id, a hash that tells keys apart.
+type Key struct {
+	h *keyHolder
+}
+
+// keyHolder keeps the bytes behind a func so that reflection-based printing
+// of the struct shows an address, never the bytes.
+type keyHolder struct {
+	bytes func() []byte
+}
+
+// NewKey wraps 32 key bytes (copied).
+func NewKey(b []byte) (Key, error) {
+	if len(b) != KeySize {
+		return Key{}, fmt.Errorf("a backup key is %d bytes, got %d", KeySize, len(b))
+	}
+	c := append([]byte(nil), b...)
+	return Key{h: &keyHolder{bytes: func() []byte { return c }}}, nil
+}
+
+// IsZero is true for a Key that holds nothing.
+func (k Key) IsZero() bool { return k.h == nil }
+
+// id is what the backup header stores: a one-way function of the key.
+func (k Key) id() []byte {
+	id, err := hkdf.Key(sha256.New, k.h.bytes(), nil, "carotate backup key id", idSize)
+	if err != nil {
+		panic(err) // only for lengths hkdf cannot give; idSize is not one
+	}
+	return id
+}
+
+// ID is a short public name for the key, to tell the operator which key a
+// backup needs.
+func (k Key) ID() string {
+	if k.IsZero() {
+		return "none"
+	}
+	return hex.EncodeToString(k.id())
+}
+
+func (k Key) String() string             { return "BackupKey(" + k.ID() + ")" }
+func (k Key) GoString() string           { return k.String() }
+func (k Key) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
+func (k Key) LogValue() slog.Value       { return slog.StringValue(k.String()) }
+func (k Key) MarshalJSON() ([]byte, error) {
+	return json.Marshal(k.String())
+}
+func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// KeyFileError is a key file carotate refuses to use.
+type KeyFileError struct {
+	Path string
+	Why  string
+}
+
+func (e *KeyFileError) Error() string { return fmt.Sprintf("backup key file %s: %s", e.Path, e.Why) }
+
+// LoadOrCreateKey reads the key file at path or, if there is none, creates
+// it with a fresh random key, 0600 in a 0700 directory, and says so: the
+// caller must then tell the operator where it is and that without it the
+// backup cannot be read. A key file group or others can read is refused.
+// The file holds the 32 raw bytes; a file of their base64 (as `openssl rand
+// -base64 32` prints) is accepted too.
+func LoadOrCreateKey(path string) (key Key, created bool, err error) {
+	key, err = loadKey(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return key, false, err
+	}
+	if err := createKey(path); err != nil {
+		if errors.Is(err, fs.ErrExist) { // someone else created it first
+			key, err = loadKey(path)
+			return key, false, err
+		}
+		return Key{}, false, fmt.Errorf("create backup key file %s: %w", path, err)
+	}
+	key, err = loadKey(path)
+	return key, err == nil, err
+}
+
+func loadKey(path string) (Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Key{}, fmt.Errorf("backup key file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Key{}, fmt.Errorf("backup key file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Key{}, &KeyFileError{Path: path, Why: "not a regular file"}
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return Key{}, &KeyFileError{Path: path, Why: fmt.Sprintf(
+			"mode %04o lets group or others read it; anyone who could read it can read the backup, so check who copied it, then run chmod 600 on it",
+			fi.Mode().Perm())}
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && os.Geteuid() != 0 {
+		return Key{}, &KeyFileError{Path: path, Why: fmt.Sprintf("owned by uid %d, not by the user running carotate", st.Uid)}
+	}
+	buf := make([]byte, 128)
+	n, err := f.Read(buf)
+	if err != nil {
+		return Key{}, &KeyFileError{Path: path, Why: "empty or unreadable"}
+	}
+	raw := buf[:n]
+	if n == KeySize {
+		return NewKey(raw)
+	}
+	dec, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	if derr != nil || len(dec) != KeySize {
+		// The length only: the content may be a key in the wrong form.
+		return Key{}, &KeyFileError{Path: path, Why: fmt.Sprintf(
+			"holds %d bytes; a backup key is %d random bytes, or their base64", n, KeySize)}
+	}
+	return NewKey(dec)
+}
+
+// createKey writes a new key to a dot-named temporary file and links it into
+// place, so path never exists half written and an existing key is never
+// replaced.
+func createKey(path string) error {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	b := make([]byte, KeySize)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+strings.ToLower(rand.Text()[:12]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
