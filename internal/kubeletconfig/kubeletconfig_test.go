@@ -26,7 +26,7 @@ someFutureField: ignored
 func TestParse(t *testing.T) {
 	type trust struct {
 		ClientCAFile, TLSCertFile, TLSPrivateKeyFile string
-		RotateCertificates, ServerTLSBootstrap      bool
+		RotateCertificates, ServerTLSBootstrap       bool
 	}
 	tests := []struct {
 		name, source, data string
