@@ -95,6 +95,9 @@ type Node struct {
 	// Reachable is false when the node could not be inspected; Error says why.
 	Reachable bool   `json:"reachable"`
 	Error     string `json:"error,omitempty"`
+	// Skipped says the inventory file told carotate to leave the node
+	// alone: it was not inspected, and nothing on it will be changed.
+	Skipped bool `json:"skipped,omitempty"`
 	// Executor is how it was reached: "ssh", "local".
 	Executor string `json:"executor,omitempty"`
 	// ClockOffset is the node's clock minus ours.
@@ -247,6 +250,9 @@ type KubeadmConfig struct {
 	CertificatesDir      string `json:"certificatesDir"`
 	ClusterName          string `json:"clusterName"`
 	ExternalEtcd         bool   `json:"externalEtcd"`
+	// Error says why ClusterConfiguration could not be read; the other
+	// fields are then empty.
+	Error string `json:"error,omitempty"`
 }
 
 // APIService is one aggregated API.
