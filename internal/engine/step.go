@@ -107,8 +107,8 @@ type Phase[D any] struct {
 }
 
 // Validate refuses step lists the runner cannot run safely: missing names,
-// checks or applies, duplicate step names within a phase (the journal and
-// failure hooks address steps by phase and name). Run it where the phases
+// checks or applies, and the same step on the same target twice within a
+// phase (the journal and progress address steps by phase, name and target). Run it where the phases
 // are built; the runner runs it too.
 func Validate[D any](phases []Phase[D]) error {
 	seenPhase := map[string]bool{}
@@ -120,13 +120,13 @@ func Validate[D any](phases []Phase[D]) error {
 			return fmt.Errorf("phase %q is listed twice", p.Name)
 		}
 		seenPhase[p.Name] = true
-		seen := map[string]bool{}
+		seen := map[[2]string]bool{}
 		for i, s := range p.Steps {
 			switch {
 			case s.Name == "":
 				return fmt.Errorf("phase %s: step %d has no name", p.Name, i)
-			case seen[s.Name]:
-				return fmt.Errorf("phase %s: step %q is listed twice; names must be unique within a phase", p.Name, s.Name)
+			case seen[[2]string{s.Name, s.Target.String()}]:
+				return fmt.Errorf("phase %s: step %q on %q is listed twice", p.Name, s.Name, s.Target)
 			case s.Check == nil:
 				return fmt.Errorf("phase %s: step %s has no check", p.Name, s.Name)
 			case s.Apply == nil:
@@ -134,7 +134,7 @@ func Validate[D any](phases []Phase[D]) error {
 			case s.Undo != nil && s.NoUndo:
 				return fmt.Errorf("phase %s: step %s has an undo and is marked as needing none", p.Name, s.Name)
 			}
-			seen[s.Name] = true
+			seen[[2]string{s.Name, s.Target.String()}] = true
 		}
 		if p.Gate != nil && p.Gate.Verify == nil {
 			return fmt.Errorf("phase %s: gate %s has no verify", p.Name, p.Gate.Name)
