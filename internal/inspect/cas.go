@@ -25,7 +25,7 @@ func certificateCAs(occs []occurrence, nodes []model.Node) []model.CA {
 		}
 		g, ok := groups[o.cert.SPKISHA256]
 		if !ok {
-			g = &group{ca: model.CA{Kind: model.UnknownCA}}
+			g = &group{ca: model.CA{Kind: model.UnknownCA, References: []model.Location{}, Signed: []model.Location{}}}
 			groups[o.cert.SPKISHA256] = g
 			order = append(order, o.cert.SPKISHA256)
 		}
@@ -100,7 +100,8 @@ func serviceAccountCAs(nodes []model.Node) []model.CA {
 			}
 			ca, ok := groups[f.KeySPKISHA256]
 			if !ok {
-				ca = &model.CA{Kind: model.ServiceAccountCA, Cert: model.Cert{SPKISHA256: f.KeySPKISHA256}}
+				ca = &model.CA{Kind: model.ServiceAccountCA, Cert: model.Cert{SPKISHA256: f.KeySPKISHA256},
+					References: []model.Location{}, Signed: []model.Location{}}
 				groups[f.KeySPKISHA256] = ca
 				order = append(order, f.KeySPKISHA256)
 			}
