@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
 )
 
 // Assemble builds the cluster model from what Node found on every node and
@@ -66,26 +67,29 @@ func setIssuers(certs []*model.Cert) {
 			parsed[c.SHA256] = x
 		}
 	}
-	var cas []*x509.Certificate
-	for _, x := range parsed {
+	type caCert struct {
+		x          *x509.Certificate
+		spki, hash string
+	}
+	var cas []caCert
+	for sha, x := range parsed {
 		if x.BasicConstraintsValid && x.IsCA {
-			cas = append(cas, x)
+			cas = append(cas, caCert{x: x, spki: pki.SPKIFingerprint(x), hash: sha})
 		}
 	}
 	// Deterministic choice when more than one CA certificate could have
 	// signed (the same key re-signed): by SPKI, then by certificate.
 	sort.Slice(cas, func(i, j int) bool {
-		a, b := CertOf(cas[i]), CertOf(cas[j])
-		if a.SPKISHA256 != b.SPKISHA256 {
-			return a.SPKISHA256 < b.SPKISHA256
+		if cas[i].spki != cas[j].spki {
+			return cas[i].spki < cas[j].spki
 		}
-		return a.SHA256 < b.SHA256
+		return cas[i].hash < cas[j].hash
 	})
 	issuers := map[string]string{}
 	for sha, x := range parsed {
 		for _, ca := range cas {
-			if x.CheckSignatureFrom(ca) == nil {
-				issuers[sha] = CertOf(ca).SPKISHA256
+			if x.CheckSignatureFrom(ca.x) == nil {
+				issuers[sha] = ca.spki
 				break
 			}
 		}

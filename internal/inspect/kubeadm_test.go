@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -58,6 +61,40 @@ func TestNodeOnKubeadmTree(t *testing.T) {
 		}
 	})
 	t.Run("assemble", func(t *testing.T) { checkAssemble(t, root, got) })
+	t.Run("no key material", func(t *testing.T) { checkNoKeyMaterial(t, root, got) })
+}
+
+// checkNoKeyMaterial looks for every private key's base64 body in the
+// node's JSON (what `carotate check --output json` prints).
+func checkNoKeyMaterial(t *testing.T, root string, got model.Node) {
+	out, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range got.Files {
+		if f.Kind != model.FileKey && f.Kind != model.FileCertAndKey {
+			continue
+		}
+		data, err := os.ReadFile(hostPath(t, root, f.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rest := data; ; {
+			var block *pem.Block
+			block, rest = pem.Decode(rest)
+			if block == nil {
+				break
+			}
+			if strings.HasSuffix(block.Type, "PRIVATE KEY") {
+				// The middle of the encoding is private (the header and the
+				// modulus at the start are public).
+				b64 := base64.StdEncoding.EncodeToString(block.Bytes)
+				if strings.Contains(string(out), b64[len(b64)/2:len(b64)/2+40]) {
+					t.Errorf("%s: key material in the node's JSON", f.Path)
+				}
+			}
+		}
+	}
 }
 
 // expectedFiles lists what Node must record: every file under the PKI dir,
