@@ -43,7 +43,9 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS := \
 	./internal/pki:FuzzParsePEMCertificates \
 	./internal/pki:FuzzParsePEMPrivateKey \
-	./internal/pki:FuzzParsePEMCertificateAndKey
+	./internal/pki:FuzzParsePEMCertificateAndKey \
+	./internal/kubeconfig:FuzzParse \
+	./internal/manifest:FuzzParse
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; \
