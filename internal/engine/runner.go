@@ -425,3 +425,5 @@ func reversed[T any](s []T) []T {
 	}
 	return out
 }
+
+var _ Journal = (*state.Journal)(nil)
