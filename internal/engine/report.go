@@ -121,6 +121,10 @@ func HumanLine(e Event) string {
 			b.WriteString(", " + e.Detail)
 		}
 	case Planned:
+		if e.Gate {
+			fmt.Fprintf(&b, "%s: will verify", e.Step)
+			break
+		}
 		fmt.Fprintf(&b, "%s: will change", e.Step)
 		if e.Plan != nil && e.Plan.Summary != "" {
 			b.WriteString(": " + e.Plan.Summary)

@@ -35,6 +35,7 @@ func reportEvents() []Event {
 			},
 			Restarts: []Restart{{Component: "kube-controller-manager", Node: "cp-2"}},
 		}},
+		{Phase: "trust", Step: "trust-healthy", Gate: true, Outcome: Planned, Detail: "verify"},
 	}
 }
 
@@ -55,6 +56,7 @@ func TestHumanReporter(t *testing.T) {
     file cp-2:/etc/kubernetes/pki/ca.key: sha256:2d9ac2b9b9b4 → sha256:812d43bf64ca
     object ConfigMap kube-public/cluster-info data.kubeconfig: old → bundle
     restarts kube-controller-manager on cp-2
+[trust] gate trust-healthy: will verify
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("human output (-want +got):\n%s", diff)
