@@ -4,8 +4,15 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -14,28 +21,104 @@ import (
 // -ldflags "-X github.com/carotate/carotate/internal/cli.Version=…".
 var Version = "v0.1.0-dev"
 
+// Exit codes. They are decided in one place, exitCode, from the error a
+// command returns.
+const (
+	ExitOK         = 0
+	ExitError      = 1 // bad usage or input, or anything unforeseen
+	ExitBlocking   = 3 // the cluster has blocking findings
+	ExitIncomplete = 4 // the API or a node could not be inspected
+)
+
+// ErrBlocking is returned (wrapped) when the report has blocking findings.
+var ErrBlocking = errors.New("blocking findings")
+
+// ErrIncomplete is returned (wrapped) when carotate could not inspect the
+// whole cluster: the API could not be read, or a node could not be reached.
+var ErrIncomplete = errors.New("could not inspect the whole cluster")
+
+// Env is everything a command touches outside itself. Main fills it from
+// the process; tests inject their own.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// Getenv reads the environment (CAROTATE_SSH_*, KUBECONFIG).
+	Getenv func(string) string
+	// Now is the clock.
+	Now func() time.Time
+	// Gather observes the cluster; DefaultGather when nil.
+	Gather Gatherer
+}
+
 // Main runs carotate with args and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	root := NewRootCommand(stdout, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, Now: time.Now})
+}
+
+// Execute runs carotate with args in env and returns the exit code: the
+// single place where errors become exit codes.
+func Execute(ctx context.Context, args []string, env Env) int {
+	env = env.withDefaults()
+	root := NewRootCommand(env)
 	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
-		return 1
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "error: %v\n", err)
 	}
-	return 0
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrIncomplete):
+		return ExitIncomplete
+	case errors.Is(err, ErrBlocking):
+		return ExitBlocking
+	default:
+		return ExitError
+	}
+}
+
+func (e Env) withDefaults() Env {
+	if e.Stdout == nil {
+		e.Stdout = io.Discard
+	}
+	if e.Stderr == nil {
+		e.Stderr = io.Discard
+	}
+	if e.Getenv == nil {
+		e.Getenv = func(string) string { return "" }
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.Gather == nil {
+		e.Gather = DefaultGather
+	}
+	return e
+}
+
+// logger writes diagnostics to stderr; the report goes to stdout.
+func (e Env) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // NewRootCommand builds the carotate command tree.
-func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
+func NewRootCommand(env Env) *cobra.Command {
+	env = env.withDefaults()
 	root := &cobra.Command{
 		Use:           "carotate",
 		Short:         "Rotate the certificate authorities of a kubeadm-style Kubernetes cluster",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
 	root.AddCommand(newVersionCommand())
+	root.AddCommand(NewCheckCommand(env))
 	return root
 }
 
