@@ -204,8 +204,9 @@ func gatherKubeadmConfig(ctx context.Context, cs kubernetes.Interface, api *mode
 }
 
 func gatherKubeadmCerts(ctx context.Context, cs kubernetes.Interface, api *model.API) error {
-	// Only whether it exists: its content is the CA keys, which carotate
-	// has no reason to fetch here.
+	// Only whether it exists matters. Its content (the CA keys, encrypted
+	// with kubeadm's certificate key) comes along with the Get and is
+	// dropped here, never kept or logged.
 	_, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "kubeadm-certs", metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
