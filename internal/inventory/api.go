@@ -17,13 +17,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/carotate/carotate/internal/inspect"
+	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/model"
-)
-
-// The rotation lock: one rotation at a time holds this Lease.
-const (
-	LockNamespace = "kube-system"
-	LockName      = "carotate-rotation-lock"
 )
 
 // The API objects that carry or name a CA in a kubeadm cluster.
@@ -70,7 +65,7 @@ func GatherAPI(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interfa
 		{"APIServices", func() error { return gatherAPIServices(ctx, dyn, &api) }},
 		{"CustomResourceDefinitions", func() error { return gatherCRDConversions(ctx, dyn, &api) }},
 		{"service-account token Secrets", func() error { return gatherLegacyTokens(ctx, cs, &api) }},
-		{"Lease " + LockNamespace + "/" + LockName, func() error { return gatherLock(ctx, cs, &api) }},
+		{"Lease " + lock.Namespace + "/" + lock.Name, func() error { return gatherLock(ctx, cs, &api) }},
 	}
 	for _, s := range steps {
 		if err := s.run(); err != nil {
@@ -427,7 +422,7 @@ func gatherLegacyTokens(ctx context.Context, cs kubernetes.Interface, api *model
 }
 
 func gatherLock(ctx context.Context, cs kubernetes.Interface, api *model.API) error {
-	l, err := cs.CoordinationV1().Leases(LockNamespace).Get(ctx, LockName, metav1.GetOptions{})
+	l, err := cs.CoordinationV1().Leases(lock.Namespace).Get(ctx, lock.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
