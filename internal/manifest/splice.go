@@ -229,7 +229,7 @@ func (s *splicer) blockItemPrefix(seq, item *yaml3.Node) (string, error) {
 
 // removeItem deletes the lines of a block sequence's item.
 func (s *splicer) removeItem(seq *yaml3.Node, i int) error {
-	if i < 0 || i >= len(seq.Content) {
+	if seq == nil || i < 0 || i >= len(seq.Content) {
 		return errNoSplice
 	}
 	item := seq.Content[i]
@@ -247,7 +247,7 @@ func (s *splicer) removeItem(seq *yaml3.Node, i int) error {
 // appendItem adds an item after the last one of a block sequence. lines
 // is the item's YAML, one line each, indented relative to the item.
 func (s *splicer) appendItem(seq *yaml3.Node, lines []string) error {
-	if seq.Kind != yaml3.SequenceNode || len(seq.Content) == 0 {
+	if seq == nil || seq.Kind != yaml3.SequenceNode || len(seq.Content) == 0 {
 		return errNoSplice
 	}
 	last := seq.Content[len(seq.Content)-1]
@@ -266,7 +266,7 @@ func (s *splicer) appendItem(seq *yaml3.Node, lines []string) error {
 // the indented value) to a block mapping, before the first key that sorts
 // after it, as kubeadm's sorted output would have it.
 func (s *splicer) insertKey(m *yaml3.Node, key string, lines []string) error {
-	if m.Kind != yaml3.MappingNode || m.Style&yaml3.FlowStyle != 0 || len(m.Content) < 2 {
+	if m == nil || m.Kind != yaml3.MappingNode || m.Style&yaml3.FlowStyle != 0 || len(m.Content) < 2 {
 		return errNoSplice
 	}
 	indent := strings.Repeat(" ", m.Content[0].Column-1)
