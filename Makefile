@@ -45,7 +45,8 @@ FUZZ_TARGETS := \
 	./internal/pki:FuzzParsePEMPrivateKey \
 	./internal/pki:FuzzParsePEMCertificateAndKey \
 	./internal/kubeconfig:FuzzParse \
-	./internal/manifest:FuzzParse
+	./internal/manifest:FuzzParse \
+	./internal/manifest:FuzzSetFlag
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; \

@@ -77,6 +77,7 @@ func binaries() (labBin, probeBin string, err error) {
 		for _, b := range []struct{ out, pkg, cgo string }{
 			{"lab", "./cmd/lab", "1"},
 			{"probe", "./cmd/probe", "0"},
+			{"carotate", "./cmd/carotate", "1"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b.out), b.pkg)
 			cmd.Dir = repo
@@ -184,4 +185,13 @@ func DumpLogs(t *testing.T, l *lab.Lab) {
 	if h, err := l.CheckHealth(ctx); err == nil {
 		t.Logf("--- cluster: %s", h)
 	}
+}
+
+// Carotate is the carotate binary built for this test process.
+func Carotate(t testing.TB) string {
+	t.Helper()
+	if _, _, err := binaries(); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(binDir, "carotate")
 }
