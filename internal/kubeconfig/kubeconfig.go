@@ -187,6 +187,9 @@ func fromAPI(source string, raw *clientcmdapi.Config) (*Config, error) {
 	if !ok || ctx == nil {
 		return nil, invalid(source, "current-context %q names a context that does not exist", raw.CurrentContext)
 	}
+	if ctx.Cluster == "" {
+		return nil, invalid(source, "context %q names no cluster: set its cluster to one of the clusters entries", raw.CurrentContext)
+	}
 	cluster, ok := raw.Clusters[ctx.Cluster]
 	if !ok || cluster == nil {
 		return nil, invalid(source, "context %q names cluster %q, which does not exist", raw.CurrentContext, ctx.Cluster)
