@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/carotate/carotate/internal/check"
@@ -43,6 +44,8 @@ type ClusterAccess struct {
 	Context    string
 	// Getenv is used for KUBECONFIG, so that tests never see the real one.
 	Getenv func(string) string
+	// Config, when set, is used as it is instead of loading the kubeconfig.
+	Config *rest.Config
 }
 
 // Gatherer observes the cluster. DefaultGather connects for real; tests
@@ -63,7 +66,8 @@ func DefaultGather(ctx context.Context, access ClusterAccess, opts inventory.Opt
 	return inventory.Gather(ctx, opts)
 }
 
-func newClients(a ClusterAccess) (kubernetes.Interface, dynamic.Interface, error) {
+// restConfig loads the client configuration the way kubectl does.
+func restConfig(a ClusterAccess) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.Precedence = nil
 	if a.Getenv != nil {
@@ -77,9 +81,20 @@ func newClients(a ClusterAccess) (kubernetes.Interface, dynamic.Interface, error
 	rules.ExplicitPath = a.Kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: a.Context}).ClientConfig()
 	if err != nil {
-		return nil, nil, fmt.Errorf("load kubeconfig: %w; pass --kubeconfig (and --context) or set KUBECONFIG to an admin kubeconfig", err)
+		return nil, fmt.Errorf("load kubeconfig: %w; pass --kubeconfig (and --context) or set KUBECONFIG to an admin kubeconfig", err)
 	}
 	cfg.UserAgent = "carotate/" + Version
+	return cfg, nil
+}
+
+func newClients(a ClusterAccess) (kubernetes.Interface, dynamic.Interface, error) {
+	cfg := a.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = restConfig(a); err != nil {
+			return nil, nil, err
+		}
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes client: %w", err)

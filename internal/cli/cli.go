@@ -41,6 +41,9 @@ var ErrIncomplete = errors.New("could not inspect the whole cluster")
 // the process; tests inject their own.
 type Env struct {
 	Stdout, Stderr io.Writer
+	// Stdin is read for a typed confirmation when IsTerminal says so.
+	Stdin      io.Reader
+	IsTerminal func() bool
 	// Getenv reads the environment (CAROTATE_SSH_*, KUBECONFIG).
 	Getenv func(string) string
 	// Now is the clock.
@@ -53,7 +56,7 @@ type Env struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, Now: time.Now})
+	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Now: time.Now})
 }
 
 // Execute runs carotate with args in env and returns the exit code: the
@@ -75,7 +78,7 @@ func exitCode(err error) int {
 		return ExitOK
 	case errors.Is(err, ErrIncomplete):
 		return ExitIncomplete
-	case errors.Is(err, ErrBlocking):
+	case errors.Is(err, ErrBlocking), errors.Is(err, ErrRefused):
 		return ExitBlocking
 	default:
 		return ExitError
@@ -119,6 +122,7 @@ func NewRootCommand(env Env) *cobra.Command {
 	root.SetErr(env.Stderr)
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(NewCheckCommand(env))
+	root.AddCommand(NewRotationCommands(env)...)
 	return root
 }
 
@@ -132,4 +136,11 @@ func newVersionCommand() *cobra.Command {
 			return err
 		},
 	}
+}
+
+// stdinIsTerminal reports whether stdin is a character device, which is
+// all a typed confirmation needs to know.
+func stdinIsTerminal() bool {
+	fi, err := os.Stdin.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

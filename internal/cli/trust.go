@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/rotation"
+	"github.com/carotate/carotate/internal/state"
+)
+
+// inProgress is a rotation found in the state directory that has not
+// finished: its new cluster CA, and the phase it last finished.
+type inProgress struct {
+	phase string
+	newCA *pki.CA
+}
+
+// findInProgress reads every cluster's record under root. carotate's own
+// API client must trust the new CA of a rotation in progress: once the
+// switch is done the apiservers serve from it, and the operator's
+// kubeconfig may still hold only the old one.
+func findInProgress(root string) []inProgress {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	var out []inProgress
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, e.Name(), "record.json")); err != nil {
+			continue
+		}
+		d, err := state.Open(root, e.Name())
+		if err != nil {
+			continue
+		}
+		rec, err := d.LoadRecord()
+		if err != nil || rec.RotationID == "" || rec.Phase == recordRolledBack || rec.Phase == rotation.PhaseFinalize+"d" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d.Path(), rec.RotationID)); err != nil {
+			continue
+		}
+		rd, err := state.Open(d.Path(), rec.RotationID)
+		if err != nil {
+			continue
+		}
+		ca, err := rd.LoadCA(model.ClusterCA)
+		if err != nil {
+			continue
+		}
+		out = append(out, inProgress{phase: rec.Phase, newCA: ca})
+	}
+	return out
+}
+
+// rotationAwareConfig is the kubeconfig's client configuration, trusting
+// also the new CA of every rotation in progress. For finalize, which
+// makes the apiservers reject the old CA's client certificates, the client
+// certificate is replaced by one from the new CA with the same identity,
+// kept in memory only.
+func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
+	cfg, err := restConfig(ClusterAccess{Kubeconfig: o.Kubeconfig, Context: o.Context, Getenv: o.getenv})
+	if err != nil {
+		return nil, err
+	}
+	found := findInProgress(o.StateDir)
+	if len(found) == 0 {
+		return cfg, nil
+	}
+	var certs []*x509.Certificate
+	caData := cfg.TLSClientConfig.CAData
+	if len(caData) == 0 && cfg.TLSClientConfig.CAFile != "" {
+		if caData, err = os.ReadFile(cfg.TLSClientConfig.CAFile); err != nil {
+			return nil, fmt.Errorf("read the kubeconfig's certificate-authority %s: %w", cfg.TLSClientConfig.CAFile, err)
+		}
+	}
+	if len(caData) > 0 {
+		if certs, err = pki.ParseCertificatesPEM("kubeconfig certificate-authority", caData); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range found {
+		certs = append(certs, f.newCA.Cert)
+	}
+	cfg.TLSClientConfig.CAData = pki.BuildBundle(pki.Dedupe(certs)...)
+	cfg.TLSClientConfig.CAFile = ""
+	if o.command != "finalize" {
+		return cfg, nil
+	}
+	certPEM := cfg.TLSClientConfig.CertData
+	if len(certPEM) == 0 && cfg.TLSClientConfig.CertFile != "" {
+		if certPEM, err = os.ReadFile(cfg.TLSClientConfig.CertFile); err != nil {
+			return nil, err
+		}
+	}
+	if len(certPEM) == 0 {
+		return cfg, nil // token or exec credentials do not depend on the CA
+	}
+	old, err := pki.ParseCertificatePEM("kubeconfig client-certificate", certPEM)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		if old.CheckSignatureFrom(f.newCA.Cert) == nil {
+			return cfg, nil // already from the new CA
+		}
+	}
+	leaf, err := pki.Reissue(old, found[0].newCA, pki.ReissueOptions{Now: o.now(), Source: "kubeconfig client-certificate", NewKey: true})
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := leaf.Key.MarshalPEM()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tls.X509KeyPair(leaf.CertPEM(), keyPEM); err != nil {
+		return nil, err
+	}
+	cfg.TLSClientConfig.CertData, cfg.TLSClientConfig.KeyData = leaf.CertPEM(), keyPEM
+	cfg.TLSClientConfig.CertFile, cfg.TLSClientConfig.KeyFile = "", ""
+	_ = time.Second
+	return cfg, nil
+}

@@ -1,0 +1,120 @@
+package rotation
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/carotate/carotate/internal/engine"
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/verify"
+)
+
+// Observe notes when each phase began in this run, for the log gate. Feed
+// it every engine event.
+func (r *Rotation) Observe(e engine.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.phaseStart == nil {
+		r.phaseStart = map[string]time.Time{}
+	}
+	if _, ok := r.phaseStart[e.Phase]; !ok {
+		r.phaseStart[e.Phase] = r.now().Add(-e.Duration)
+	}
+}
+
+func (r *Rotation) phaseBegan(phase string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.phaseStart[phase]; ok {
+		return t
+	}
+	return r.now()
+}
+
+// gate verifies the cluster at stage s:
+//   - every node Ready (but those allowed not to be), every control-plane
+//     component's mirror pod Running and Ready;
+//   - no TLS error logged since the phase began by the control-plane
+//     components, kube-proxy or the kubelets;
+//   - a fresh handshake to every apiserver verifies against the CA the
+//     stage serves with, and only that one;
+//   - from switch on, a client certificate from the new CA is accepted;
+//     once finalized, one from the old CA is refused everywhere.
+func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
+	phase := s.String()
+	return &engine.Gate[*Rotation]{
+		Name: "verify " + phase,
+		Verify: func(ctx context.Context, r *Rotation) (string, error) {
+			var done []string
+			allow := map[string]bool{}
+			var cps []string
+			for _, n := range r.Nodes {
+				if n.AllowUnready {
+					allow[n.Name] = true
+				}
+				if n.ControlPlane {
+					cps = append(cps, n.Name)
+				}
+			}
+			if err := verify.NodesReady(ctx, r.Client, allow); err != nil {
+				return "", err
+			}
+			if err := verify.ControlPlaneReady(ctx, r.Client, cps); err != nil {
+				return "", err
+			}
+			done = append(done, fmt.Sprintf("%d nodes Ready", len(r.Nodes)))
+
+			since := r.phaseBegan(phase)
+			var logs []verify.NodeLogs
+			for _, n := range r.Nodes {
+				if !n.AllowUnready {
+					logs = append(logs, verify.NodeLogs{Name: n.Name, Exec: n.Exec})
+				}
+			}
+			res, err := verify.ScanTLSErrors(ctx, logs, since, verify.ScanOptions{KubeletCommand: r.KubeletLog})
+			if err != nil {
+				return "", fmt.Errorf("read the logs: %w", err)
+			}
+			if err := res.Err(); err != nil {
+				return "", err
+			}
+			done = append(done, fmt.Sprintf("no TLS errors in %d logs since %s", len(res.Scanned), since.Format(time.TimeOnly)))
+
+			oldCA, newCA := r.M.Old[model.ClusterCA], r.M.New[model.ClusterCA]
+			served := oldCA
+			if s >= Switched {
+				served = newCA
+			}
+			roots := []*x509.Certificate{served.Cert}
+			if err := verify.ServingCAAll(ctx, r.Endpoints, roots); err != nil {
+				return "", err
+			}
+			done = append(done, fmt.Sprintf("%d apiserver endpoints serve from the %s CA", len(r.Endpoints), map[bool]string{true: "new", false: "old"}[s >= Switched]))
+
+			if s >= Switched {
+				cert, err := verify.MintClientCert(newCA, "carotate:verify-new", r.now())
+				if err != nil {
+					return "", err
+				}
+				if err := verify.RequireAccepted(ctx, r.Endpoints, roots, cert, "new cluster CA"); err != nil {
+					return "", err
+				}
+				done = append(done, "new-CA client certificate accepted")
+			}
+			if s == Finalized {
+				cert, err := verify.MintClientCert(oldCA, "carotate:verify-old", r.now())
+				if err != nil {
+					return "", err
+				}
+				if err := verify.RequireRejected(ctx, r.Endpoints, roots, cert, "old cluster CA"); err != nil {
+					return "", err
+				}
+				done = append(done, "old-CA client certificate rejected")
+			}
+			return strings.Join(done, ", "), nil
+		},
+	}
+}

@@ -1,0 +1,125 @@
+package rotation
+
+import (
+	"fmt"
+	"path"
+)
+
+// Stage is how far a node file, an object or the whole cluster has come.
+// Each phase moves the cluster one stage on; rollback moves it back.
+type Stage int
+
+const (
+	Original  Stage = iota // as kubeadm left it
+	Prepared               // new CAs exist on every control-plane node, outside every watched path
+	Trusted                // every verifier accepts old and new; the old CA still signs
+	Switched               // the new CA signs and serves; the old is still trusted
+	Finalized              // the old CA is gone; the layout is plain kubeadm again
+)
+
+// Phase names, in order; phase i moves the cluster to Stage(i+1).
+const (
+	PhasePrepare  = "prepare"
+	PhaseTrust    = "trust"
+	PhaseSwitch   = "switch"
+	PhaseFinalize = "finalize"
+)
+
+var phaseOfStage = map[Stage]string{Prepared: PhasePrepare, Trusted: PhaseTrust, Switched: PhaseSwitch, Finalized: PhaseFinalize}
+
+// String names a stage by the phase that reaches it.
+func (s Stage) String() string {
+	if s == Original {
+		return "original"
+	}
+	if p, ok := phaseOfStage[s]; ok {
+		return p
+	}
+	return fmt.Sprintf("stage(%d)", int(s))
+}
+
+// StageOfPhase is the stage a phase ends in.
+func StageOfPhase(phase string) (Stage, bool) {
+	for s, p := range phaseOfStage {
+		if p == phase {
+			return s, true
+		}
+	}
+	return Original, false
+}
+
+// kubeadm's layout. carotate changes file contents at these paths and, for
+// the duration of a rotation only, adds the files under CarotateDir.
+const (
+	KubernetesDir = "/etc/kubernetes"
+	PKIDir        = KubernetesDir + "/pki"
+	ManifestsDir  = KubernetesDir + "/manifests"
+	KubeletPKIDir = "/var/lib/kubelet/pki"
+
+	// CarotateDir holds the new CAs on control-plane nodes from prepare
+	// until finalize, and KCM's single-certificate signing copy
+	// (kubeadm#1350) from trust until finalize. It is inside pki/, which
+	// kube-controller-manager already mounts, and never inside manifests/.
+	CarotateDir = PKIDir + "/carotate"
+
+	KubeletClientCurrent = KubeletPKIDir + "/kubelet-client-current.pem"
+
+	// RestartAnnotation is bumped on a static pod to make the kubelet
+	// restart it; its value is "<rotation id>/<phase>".
+	RestartAnnotation = "carotate.io/restart"
+	// WorkloadAnnotation is put on pod templates of restarted workloads.
+	WorkloadAnnotation = "carotate.io/restarted-at"
+)
+
+// File names of kubeadm's PKI.
+var (
+	caCert          = path.Join(PKIDir, "ca.crt")
+	caKey           = path.Join(PKIDir, "ca.key")
+	frontProxyCert  = path.Join(PKIDir, "front-proxy-ca.crt")
+	frontProxyKey   = path.Join(PKIDir, "front-proxy-ca.key")
+	signingCert     = path.Join(CarotateDir, "signing-ca.crt")
+	signingKey      = path.Join(CarotateDir, "signing-ca.key")
+	rootCAFile      = path.Join(CarotateDir, "root-ca.crt")
+	newCACert       = path.Join(CarotateDir, "ca.crt")
+	newCAKey        = path.Join(CarotateDir, "ca.key")
+	newFrontCert    = path.Join(CarotateDir, "front-proxy-ca.crt")
+	newFrontKey     = path.Join(CarotateDir, "front-proxy-ca.key")
+	kcmManifest     = path.Join(ManifestsDir, "kube-controller-manager.yaml")
+	schedManifest   = path.Join(ManifestsDir, "kube-scheduler.yaml")
+	kubeletConf     = path.Join(KubernetesDir, "kubelet.conf")
+	adminConf       = path.Join(KubernetesDir, "admin.conf")
+	superAdminConf  = path.Join(KubernetesDir, "super-admin.conf")
+	kcmConf         = path.Join(KubernetesDir, "controller-manager.conf")
+	schedConf       = path.Join(KubernetesDir, "scheduler.conf")
+	apiserverLeaves = []string{"apiserver", "apiserver-kubelet-client", "front-proxy-client"}
+)
+
+// leafIssuer says which CA signs each server-side leaf kubeadm makes.
+func leafIssuer(name string) string {
+	if name == "front-proxy-client" {
+		return "front-proxy"
+	}
+	return "cluster"
+}
+
+// controlPlaneKubeconfigs are the kubeconfigs kubeadm writes on a
+// control-plane node besides kubelet.conf; super-admin.conf exists only
+// on the first one.
+var controlPlaneKubeconfigs = []string{adminConf, superAdminConf, kcmConf, schedConf}
+
+// BackupPaths are every file the rotation may write or remove on a node,
+// for the backup taken before the first change. Files that do not exist
+// are recorded as absent, so that rollback removes what carotate created.
+func BackupPaths(controlPlane bool) []string {
+	ps := []string{caCert, kubeletConf, KubeletClientCurrent}
+	if !controlPlane {
+		return ps
+	}
+	ps = append(ps, caKey, frontProxyCert, frontProxyKey)
+	for _, l := range apiserverLeaves {
+		ps = append(ps, path.Join(PKIDir, l+".crt"), path.Join(PKIDir, l+".key"))
+	}
+	ps = append(ps, controlPlaneKubeconfigs...)
+	ps = append(ps, kcmManifest, schedManifest)
+	return ps
+}

@@ -1,0 +1,151 @@
+package rotation
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/carotate/carotate/internal/node"
+	"github.com/carotate/carotate/internal/state"
+)
+
+// Node is a node the rotation touches, reached through its Executor.
+type Node struct {
+	Name         string
+	IP           string
+	ControlPlane bool
+	Exec         node.Executor
+	// AllowUnready lets the rotation go on while the node is NotReady: its
+	// files are still changed, but nothing waits for it to be Ready.
+	AllowUnready bool
+}
+
+// Current reads what path holds on the node now, in the form At returns.
+func Current(ctx context.Context, ex node.Executor, p string) (Want, error) {
+	dir, base := path.Split(p)
+	entries, err := ex.ReadDir(ctx, path.Clean(dir))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Want{Absent: true}, nil
+		}
+		return Want{}, err
+	}
+	for _, e := range entries {
+		if e.Name != base {
+			continue
+		}
+		if e.Mode&fs.ModeSymlink != 0 {
+			t, err := readlink(ctx, ex, p)
+			return Want{Link: t}, err
+		}
+		data, err := ex.ReadFile(ctx, p)
+		if err != nil {
+			return Want{}, err
+		}
+		st, err := ex.Stat(ctx, p)
+		if err != nil {
+			return Want{}, err
+		}
+		return Want{Data: data, Mode: st.Mode.Perm()}, nil
+	}
+	return Want{Absent: true}, nil
+}
+
+// readlink runs readlink(1): the Executor has no readlink of its own, and
+// a link is the one thing the rotation handles that is not a file.
+func readlink(ctx context.Context, ex node.Executor, p string) (string, error) {
+	res, err := ex.Run(ctx, []string{"readlink", "--", p}, nil)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(res.Stdout), "\n"), nil
+}
+
+// ensure makes path hold w and reports the change for the journal. It
+// writes nothing when the content is already there.
+func ensure(ctx context.Context, ex node.Executor, p string, w Want) (state.FileChange, bool, error) {
+	cur, err := Current(ctx, ex, p)
+	if err != nil {
+		return state.FileChange{}, false, err
+	}
+	fc := state.FileChange{Target: ex.Name() + ":" + p, Before: digest(cur), After: digest(w)}
+	if cur.equal(w) && (w.Absent || w.Link != "" || cur.Mode == w.Mode || w.Mode == 0) {
+		return fc, false, nil
+	}
+	switch {
+	case w.Absent:
+		err = ex.Remove(ctx, p)
+	case w.Link != "":
+		err = symlink(ctx, ex, w.Link, p)
+	default:
+		if w.Secret || strings.HasPrefix(p, CarotateDir+"/") {
+			if err := ex.MkdirAll(ctx, path.Dir(p), 0o700); err != nil {
+				return fc, false, err
+			}
+		}
+		mode := w.Mode
+		if mode == 0 {
+			mode = 0o600
+		}
+		err = ex.WriteFile(ctx, p, w.Data, mode)
+	}
+	if err != nil {
+		return fc, false, err
+	}
+	return fc, true, nil
+}
+
+// symlink replaces p by a link to target atomically: a dot-named link
+// beside it, renamed over it, as the kubelet does for
+// kubelet-client-current.pem.
+func symlink(ctx context.Context, ex node.Executor, target, p string) error {
+	tmp := path.Join(path.Dir(p), ".carotate-"+path.Base(p))
+	if _, err := ex.Run(ctx, []string{"ln", "-sfn", "--", target, tmp}, nil); err != nil {
+		return err
+	}
+	_, err := ex.Run(ctx, []string{"mv", "-Tf", "--", tmp, p}, nil)
+	return err
+}
+
+// digest names content in the journal: the sha256 of a file, "link:target"
+// for a link, "" when absent.
+func digest(w Want) string {
+	switch {
+	case w.Absent:
+		return ""
+	case w.Link != "":
+		return "link:" + w.Link
+	default:
+		s := sha256.Sum256(w.Data)
+		return hex.EncodeToString(s[:])
+	}
+}
+
+// matches reports whether the node already holds w at p.
+func matches(ctx context.Context, ex node.Executor, p string, w Want) (bool, error) {
+	cur, err := Current(ctx, ex, p)
+	if err != nil {
+		return false, err
+	}
+	return cur.equal(w), nil
+}
+
+// describeWant is a short human form of content for the plan.
+func describeWant(w Want) string {
+	switch {
+	case w.Absent:
+		return "absent"
+	case w.Link != "":
+		return "→ " + w.Link
+	case bytes.Contains(w.Data, []byte("PRIVATE KEY")):
+		return fmt.Sprintf("private key (sha256 %s)", digest(w)[:12])
+	default:
+		return fmt.Sprintf("%d bytes (sha256 %s)", len(w.Data), digest(w)[:12])
+	}
+}

@@ -1,0 +1,182 @@
+package rotation
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/carotate/carotate/internal/manifest"
+)
+
+const configHashAnnotation = "kubernetes.io/config.hash"
+
+// staticPodState is what the mirror pod of a static pod says about it.
+type staticPodState struct {
+	Exists  bool
+	Restart string // our annotation, "" when absent
+	Hash    string
+	Ready   bool
+}
+
+func (r *Rotation) staticPod(ctx context.Context, component, nodeName string) (staticPodState, error) {
+	pod, err := r.Client.CoreV1().Pods("kube-system").Get(ctx, component+"-"+nodeName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return staticPodState{}, nil
+	}
+	if err != nil {
+		return staticPodState{}, fmt.Errorf("read mirror pod kube-system/%s-%s: %w", component, nodeName, err)
+	}
+	st := staticPodState{Exists: true, Restart: pod.Annotations[RestartAnnotation], Hash: pod.Annotations[configHashAnnotation]}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			st.Ready = true
+		}
+	}
+	return st, nil
+}
+
+// restartValue is the restart annotation a manifest carries, "" for none.
+func restartValue(src string, data []byte) (string, error) {
+	m, err := manifest.Parse(src, data)
+	if err != nil {
+		return "", err
+	}
+	return m.Pod.Annotations[RestartAnnotation], nil
+}
+
+// staticPodRunning reports whether the running static pod is the one the
+// manifest describes: its mirror pod carries the manifest's restart
+// annotation and is Ready (the kubelet's probes hit the component's own
+// health endpoint).
+func (r *Rotation) staticPodRunning(ctx context.Context, component, nodeName string, manifestData []byte) (bool, string, error) {
+	want, err := restartValue(nodeName+":"+component, manifestData)
+	if err != nil {
+		return false, "", err
+	}
+	st, err := r.staticPod(ctx, component, nodeName)
+	if err != nil {
+		return false, "", err
+	}
+	switch {
+	case !st.Exists:
+		return false, component + " has no mirror pod", nil
+	case st.Restart != want:
+		return false, fmt.Sprintf("%s runs %q, manifest says %q", component, st.Restart, want), nil
+	case !st.Ready:
+		return false, component + " is not Ready", nil
+	}
+	return true, "", nil
+}
+
+// waitStaticPod waits until the kubelet has restarted component from the
+// manifest it now holds: the mirror pod's config hash differs from
+// hashBefore (when given), it carries the manifest's restart annotation and
+// it is Ready.
+func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashBefore string, manifestData []byte) error {
+	want, err := restartValue(nodeName+":"+component, manifestData)
+	if err != nil {
+		return err
+	}
+	var last staticPodState
+	err = wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
+		st, err := r.staticPod(ctx, component, nodeName)
+		if err != nil {
+			return false, nil // the API may blink while a control plane restarts; the timeout bounds it
+		}
+		last = st
+		return st.Exists && st.Restart == want && (hashBefore == "" || st.Hash != hashBefore) && st.Ready, nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: %s did not come back Ready from its new manifest within %s (mirror pod annotation %q, want %q, ready %v); look at `crictl ps -a` and the container log on the node: %w",
+			nodeName, component, r.timeouts().StaticPod, last.Restart, want, last.Ready, err)
+	}
+	return nil
+}
+
+// kubeletStart is when the node's kubelet process started, by the node's
+// clock, read from the kubelet's own metrics through the API server proxy.
+func (r *Rotation) kubeletStart(ctx context.Context, nodeName string) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	body, err := r.Client.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes", nodeName, "proxy", "metrics").DoRaw(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("node %s: read the kubelet's metrics through the API: %w", nodeName, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "process_start_time_seconds "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				break
+			}
+			sec, frac := math.Modf(f)
+			return time.Unix(int64(sec), int64(frac*1e9)), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("node %s: the kubelet's metrics have no process_start_time_seconds", nodeName)
+}
+
+// restartKubelet restarts the node's kubelet with the configured command
+// and waits until the new process heartbeats and the node is Ready.
+func (r *Rotation) restartKubelet(ctx context.Context, n *Node) error {
+	before := r.now()
+	if _, err := n.Exec.Run(ctx, r.KubeletRestart, nil); err != nil {
+		return fmt.Errorf("node %s: restart the kubelet with %q: %w", n.Name, strings.Join(r.KubeletRestart, " "), err)
+	}
+	return r.waitKubelet(ctx, n, before)
+}
+
+// waitKubelet waits until the node's lease is renewed after since and the
+// node is Ready, unless the operator allowed it to be unready.
+func (r *Rotation) waitKubelet(ctx context.Context, n *Node, since time.Time) error {
+	if n.AllowUnready {
+		return nil
+	}
+	var why string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().Kubelet, true, func(ctx context.Context) (bool, error) {
+		lease, err := r.Client.CoordinationV1().Leases("kube-node-lease").Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			why = err.Error()
+			return false, nil
+		}
+		if lease.Spec.RenewTime == nil || lease.Spec.RenewTime.Time.Before(since.Add(-time.Second)) {
+			why = "its lease was not renewed since the restart"
+			return false, nil
+		}
+		nd, err := r.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			why = err.Error()
+			return false, nil
+		}
+		if !nodeReady(nd) {
+			why = "it is not Ready"
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: the kubelet did not come back within %s (%s); look at `journalctl -u kubelet` on the node: %w", n.Name, r.timeouts().Kubelet, why, err)
+	}
+	return nil
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -1,0 +1,239 @@
+// Package rotation is the runbook: the seed's manual CA rotation
+// (../shared/seed/manual-rotation-of-ca-certificates.md) as phases of
+// idempotent steps, for the cluster CA and the front-proxy CA together.
+//
+// What happens, in order:
+//
+// prepare
+//  1. Back up every file the rotation may touch on every node, and the API
+//     objects it changes, sealed with the backup key (the CLI does this
+//     before the first step, see Load).
+//  2. Keep the new CAs and every certificate reissued from them in the
+//     state directory, before they go anywhere else.
+//  3. Put the new CAs on every control-plane node under
+//     /etc/kubernetes/pki/carotate/ (0700), never into manifests/.
+//
+// trust: every verifier accepts old and new; the old CA still signs.
+//  1. Per control-plane node, one at a time: KCM gets a single-certificate
+//     signing copy of the old CA (kubeadm#1350) and a root-ca-file with
+//     old+new; ca.crt and front-proxy-ca.crt become old+new (first
+//     certificate = the one matching the key); every kubeconfig trusts
+//     old+new; KCM and the scheduler restart (they read their kubeconfigs
+//     and --root-ca-file only at start); then the kubelet restarts.
+//     kube-apiserver reloads its trust files itself and never restarts.
+//  2. Wait until every namespace's kube-root-ca.crt holds old+new.
+//  3. cluster-info holds old+new, so joins with either hash work.
+//  4. Workers, in parallel: ca.crt (the kubelet's clientCAFile, reloaded)
+//     and kubelet.conf trust old+new; the kubelet restarts.
+//  5. Restart workloads whose pods started before the bundle reached them:
+//     kube-proxy and CNI, then CoreDNS, then the rest; bare pods evicted.
+//
+// switch: the new CA signs and serves; the old is still trusted.
+//  1. Per control-plane node, one at a time: ca.crt/ca.key and the
+//     front-proxy pair become the new CAs (the old second in the bundle);
+//     KCM signs with the new CA; apiserver.crt, apiserver-kubelet-client.crt
+//     and front-proxy-client.crt are reissued (the apiserver reloads them);
+//     the client certificates in admin.conf, super-admin.conf,
+//     controller-manager.conf and scheduler.conf are reissued with new
+//     keys; KCM and the scheduler restart; the kubelet gets a client
+//     certificate from the new CA and restarts.
+//  2. The kubeadm-certs Secret, which holds the old CA keys, is deleted.
+//  3. Workers: the same for ca.crt, kubelet.conf and the kubelet's client
+//     certificate.
+//
+// finalize: the old CA is distrusted, and the layout is kubeadm's again.
+//  1. Make sure nothing carotate can see still presents the old CA, and
+//     that the apiserver has re-read apiserver-kubelet-client.crt (it
+//     polls that file every 5 minutes).
+//  2. Per control-plane node: trust files and kubeconfigs new-only, KCM and
+//     scheduler manifests byte-for-byte as kubeadm wrote them (restart),
+//     carotate's files removed; the kubelet restarts.
+//  3. kube-root-ca.crt new-only everywhere; cluster-info new-only;
+//     extension-apiserver-authentication cleaned of the old CAs (the
+//     apiserver only ever adds to it).
+//  4. Workers: new-only, kubelet restarted.
+//
+// A gate after each phase verifies the cluster before the next one.
+// Rollback runs the same steps' undos in reverse, from any stage before
+// finalize completes.
+package rotation
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/carotate/carotate/internal/engine"
+)
+
+// Timeouts bound every wait.
+type Timeouts struct {
+	StaticPod time.Duration // a static pod back Ready after a manifest change
+	Kubelet   time.Duration // a kubelet back and its node Ready
+	RootCA    time.Duration // kube-root-ca.crt published everywhere
+	Rollout   time.Duration // one workload rollout
+}
+
+// DefaultTimeouts are generous for slow machines and still end.
+var DefaultTimeouts = Timeouts{StaticPod: 4 * time.Minute, Kubelet: 3 * time.Minute, RootCA: 3 * time.Minute, Rollout: 5 * time.Minute}
+
+// Rotation is what the steps need: the material, the nodes and the seams.
+type Rotation struct {
+	M      *Material
+	Store  *Store
+	Nodes  []*Node
+	Client kubernetes.Interface
+	// Endpoints are every kube-apiserver (host:port), and the address
+	// clients use (a load balancer), for the gates' handshakes.
+	Endpoints []string
+	// KubeletRestart restarts the kubelet on a node (default systemctl
+	// restart kubelet); KubeletLog prints its log since {since}.
+	KubeletRestart []string
+	KubeletLog     []string
+	// ReloadWait is how long the apiserver may take to re-read
+	// apiserver-kubelet-client.crt (5 minutes in v1.37, plus margin).
+	ReloadWait time.Duration
+	Clock      func() time.Time
+	Sleep      func(time.Duration)
+	Timeouts   Timeouts
+	Log        *slog.Logger
+
+	mu         sync.Mutex
+	restarts   map[[2]string]int
+	phaseStart map[string]time.Time
+}
+
+func (r *Rotation) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
+}
+
+func (r *Rotation) since(t time.Time) string {
+	return r.now().Sub(t).Round(100 * time.Millisecond).String()
+}
+
+func (r *Rotation) timeouts() Timeouts {
+	t := r.Timeouts
+	if t.StaticPod == 0 {
+		t = DefaultTimeouts
+	}
+	return t
+}
+
+func (r *Rotation) countRestart(component, nodeName string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.restarts == nil {
+		r.restarts = map[[2]string]int{}
+	}
+	r.restarts[[2]string{component, nodeName}]++
+}
+
+// Restarts are the restarts this process made, by component and node.
+func (r *Rotation) Restarts() map[[2]string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[[2]string]int{}
+	for k, v := range r.restarts {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *Rotation) controlPlanes() []*Node {
+	var out []*Node
+	for _, n := range r.Nodes {
+		if n.ControlPlane {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (r *Rotation) workers() []*Node {
+	var out []*Node
+	for _, n := range r.Nodes {
+		if !n.ControlPlane {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+var kubeconfigsCP = []string{adminConf, superAdminConf, kcmConf, schedConf}
+
+// Phases is the runbook as data. The same list drives plan, apply, resume
+// and rollback.
+func (r *Rotation) Phases() []engine.Phase[*Rotation] {
+	m := r.M
+	pods := []string{"kube-controller-manager", "kube-scheduler"}
+	newFiles := []string{newCACert, newCAKey, newFrontCert, newFrontKey}
+	carotateFiles := append([]string{signingCert, signingKey, rootCAFile}, newFiles...)
+	kcFiles := func(extra ...string) []string { return append(extra, kubeconfigsCP...) }
+
+	var prepare, trust, switchSteps, finalize []engine.Step[*Rotation]
+
+	prepare = append(prepare, r.saveMaterialStep())
+	for _, n := range r.controlPlanes() {
+		prepare = append(prepare, transition{node: n, to: Prepared, files: newFiles}.step("distribute the new CAs"))
+	}
+
+	trust = append(trust, r.extensionAuthRestoreStep())
+	for _, n := range r.controlPlanes() {
+		trust = append(trust,
+			transition{node: n, to: Trusted,
+				files:     kcFiles(signingCert, signingKey, rootCAFile, caCert, frontProxyCert),
+				undoFiles: kcFiles(caCert, frontProxyCert), undoAfter: []string{signingCert, signingKey, rootCAFile},
+				pods: pods}.step("control plane trusts old and new"),
+			transition{node: n, to: Trusted, files: []string{kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts old and new"))
+	}
+	trust = append(trust, r.rootCAStep(Trusted), r.clusterInfoStep(Trusted))
+	for _, n := range r.workers() {
+		trust = append(trust, transition{node: n, to: Trusted, files: []string{caCert, kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts old and new"))
+	}
+	trust = append(trust, r.workloadsStep())
+
+	for _, n := range r.controlPlanes() {
+		switchSteps = append(switchSteps,
+			transition{node: n, to: Switched,
+				files: kcFiles(caCert, caKey, frontProxyCert, frontProxyKey, signingCert, signingKey,
+					PKIDir+"/apiserver.crt", PKIDir+"/apiserver-kubelet-client.crt", PKIDir+"/front-proxy-client.crt"),
+				pods: pods}.step("control plane signs and serves with the new CA"),
+			transition{node: n, to: Switched,
+				files:     []string{m.kubeletClientFile(), KubeletClientCurrent, kubeletConf},
+				undoFiles: []string{KubeletClientCurrent, kubeletConf}, undoAfter: []string{m.kubeletClientFile()},
+				kubeletFiles: []string{kubeletConf, KubeletClientCurrent}}.step("kubelet client certificate from the new CA"))
+	}
+	switchSteps = append(switchSteps, r.kubeadmCertsStep())
+	for _, n := range r.workers() {
+		switchSteps = append(switchSteps, transition{node: n, to: Switched,
+			files:     []string{caCert, m.kubeletClientFile(), KubeletClientCurrent, kubeletConf},
+			undoFiles: []string{KubeletClientCurrent, kubeletConf, caCert}, undoAfter: []string{m.kubeletClientFile()},
+			kubeletFiles: []string{kubeletConf, KubeletClientCurrent}}.step("kubelet client certificate from the new CA"))
+	}
+
+	finalize = append(finalize, r.nothingOldStep(), r.reloadWaitStep())
+	for _, n := range r.controlPlanes() {
+		finalize = append(finalize,
+			transition{node: n, to: Finalized,
+				files: kcFiles(caCert, frontProxyCert), after: carotateFiles,
+				undoFiles: append(append([]string{}, carotateFiles...), kcFiles(caCert, frontProxyCert)...),
+				pods:      pods}.step("control plane trusts only the new CA"),
+			transition{node: n, to: Finalized, files: []string{kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts only the new CA"))
+	}
+	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep())
+	for _, n := range r.workers() {
+		finalize = append(finalize, transition{node: n, to: Finalized, files: []string{caCert, kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts only the new CA"))
+	}
+
+	return []engine.Phase[*Rotation]{
+		{Name: PhasePrepare, Steps: prepare, Gate: r.gate(Prepared)},
+		{Name: PhaseTrust, Steps: trust, Gate: r.gate(Trusted)},
+		{Name: PhaseSwitch, Steps: switchSteps, Gate: r.gate(Switched)},
+		{Name: PhaseFinalize, Steps: finalize, Gate: r.gate(Finalized)},
+	}
+}

@@ -1,0 +1,381 @@
+package rotation
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/carotate/carotate/internal/engine"
+	"github.com/carotate/carotate/internal/manifest"
+	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/state"
+)
+
+// transition moves one node's files from the stage before to to, then
+// restarts what reads them only at start. It is one engine step: Apply
+// goes forward, Undo goes back, Check says whether the node is already at
+// to. Files are written in the order given, because the order is what keeps
+// every trust edge working in between: ca.crt must be single again before
+// kube-controller-manager restarts with it as its signing file
+// (kubeadm#1350), so the way back has its own order.
+type transition struct {
+	node *Node
+	to   Stage
+	// files are written first, then the static pods restarted from their
+	// manifests, then the kubelet, then after.
+	files, after []string
+	// undoFiles and undoAfter are the same for the way back.
+	undoFiles, undoAfter []string
+	pods                 []string // static pod components, restarted in this order
+	// kubeletFiles are the files the kubelet reads only at start; the
+	// kubelet is restarted when one is newer than the running kubelet.
+	kubeletFiles []string
+}
+
+var componentManifest = map[string]string{
+	"kube-controller-manager": kcmManifest,
+	"kube-scheduler":          schedManifest,
+}
+
+func (t transition) allFiles() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range [][]string{t.files, t.after, t.undoFiles, t.undoAfter, t.kubeletFiles} {
+		for _, p := range l {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	for _, c := range t.pods {
+		if p := componentManifest[c]; !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (t transition) step(name string) engine.Step[*Rotation] {
+	return engine.Step[*Rotation]{
+		Name:         name,
+		Target:       engine.Target{Node: t.node.Name},
+		ControlPlane: t.node.ControlPlane,
+		Wave:         waveOf(t.node),
+		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
+			return r.at(ctx, t, t.to)
+		},
+		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+			return r.move(ctx, t, t.to, t.files, t.after)
+		},
+		Undo: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+			uf, ua := t.undoFiles, t.undoAfter
+			if uf == nil && ua == nil {
+				uf, ua = t.files, t.after
+			}
+			return r.move(ctx, t, t.to-1, uf, ua)
+		},
+		Describe: func(ctx context.Context, r *Rotation) (engine.Plan, error) {
+			return r.describe(ctx, t)
+		},
+	}
+}
+
+func waveOf(n *Node) string {
+	if n.ControlPlane {
+		return ""
+	}
+	return "workers"
+}
+
+// at reports whether the node is at stage s for this transition.
+func (r *Rotation) at(ctx context.Context, t transition, s Stage) (bool, string, error) {
+	ex := t.node.Exec
+	var pending []string
+	for _, p := range t.allFiles() {
+		if isManifest(p) && !contains(t.pods, componentOf(p)) {
+			continue
+		}
+		w, err := r.M.At(t.node, p, s)
+		if err != nil {
+			return false, "", err
+		}
+		ok, err := matches(ctx, ex, p, w)
+		if err != nil {
+			return false, "", err
+		}
+		if !ok {
+			pending = append(pending, p)
+		}
+	}
+	if len(pending) > 0 {
+		return false, fmt.Sprintf("%d file(s) to change", len(pending)), nil
+	}
+	for _, c := range t.pods {
+		w, err := r.M.At(t.node, componentManifest[c], s)
+		if err != nil {
+			return false, "", err
+		}
+		ok, why, err := r.staticPodRunning(ctx, c, t.node.Name, w.Data)
+		if err != nil {
+			return false, "", err
+		}
+		if !ok {
+			return false, why, nil
+		}
+	}
+	if len(t.kubeletFiles) > 0 {
+		stale, err := r.kubeletStale(ctx, t)
+		if err != nil {
+			return false, "", err
+		}
+		if stale {
+			return false, "the kubelet runs with older files", nil
+		}
+	}
+	return true, "at " + s.String(), nil
+}
+
+// kubeletStale reports whether a file the kubelet reads only at start is
+// newer than the running kubelet.
+func (r *Rotation) kubeletStale(ctx context.Context, t transition) (bool, error) {
+	var newest time.Time
+	for _, p := range t.kubeletFiles {
+		st, err := t.node.Exec.Stat(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		if st.Exists && st.ModTime.After(newest) {
+			newest = st.ModTime
+		}
+	}
+	started, err := r.kubeletStart(ctx, t.node.Name)
+	if err != nil {
+		if t.node.AllowUnready {
+			return false, nil
+		}
+		// Without the kubelet's word, restart it: one restart too many
+		// costs seconds, one too few leaves it on the old trust.
+		return true, nil
+	}
+	return started.Before(newest), nil
+}
+
+// move writes files, restarts the static pods and the kubelet as needed,
+// then writes after, all at stage s.
+func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after []string) (engine.Change, error) {
+	var ch engine.Change
+	var did []string
+	write := func(ps []string) error {
+		for _, p := range ps {
+			w, err := r.M.At(t.node, p, s)
+			if err != nil {
+				return err
+			}
+			fc, changed, err := ensure(ctx, t.node.Exec, p, w)
+			if err != nil {
+				return err
+			}
+			if changed {
+				ch.Changed = true
+				ch.Files = append(ch.Files, fc)
+			}
+		}
+		return nil
+	}
+	if err := write(files); err != nil {
+		return ch, err
+	}
+	for _, c := range t.pods {
+		p := componentManifest[c]
+		w, err := r.M.At(t.node, p, s)
+		if err != nil {
+			return ch, err
+		}
+		before, err := r.staticPod(ctx, c, t.node.Name)
+		if err != nil {
+			return ch, err
+		}
+		fc, changed, err := ensure(ctx, t.node.Exec, p, w)
+		if err != nil {
+			return ch, err
+		}
+		hash := ""
+		if changed {
+			ch.Changed, ch.Files, hash = true, append(ch.Files, fc), before.Hash
+		}
+		running, _, err := r.staticPodRunning(ctx, c, t.node.Name, w.Data)
+		if err != nil {
+			return ch, err
+		}
+		if changed || !running {
+			start := r.now()
+			if err := r.waitStaticPod(ctx, c, t.node.Name, hash, w.Data); err != nil {
+				return ch, err
+			}
+			ch.Changed = true
+			did = append(did, fmt.Sprintf("%s restarted (%s)", c, r.since(start)))
+			r.countRestart(c, t.node.Name)
+		}
+	}
+	if len(t.kubeletFiles) > 0 {
+		stale, err := r.kubeletStale(ctx, t)
+		if err != nil {
+			return ch, err
+		}
+		if stale {
+			start := r.now()
+			if err := r.restartKubelet(ctx, t.node); err != nil {
+				return ch, err
+			}
+			ch.Changed = true
+			did = append(did, fmt.Sprintf("kubelet restarted (%s)", r.since(start)))
+			r.countRestart("kubelet", t.node.Name)
+		}
+	}
+	if err := write(after); err != nil {
+		return ch, err
+	}
+	if s == Original || s == Finalized {
+		// The directory is carotate's own; remove it once it is empty.
+		// A directory that still holds files is left alone: Remove fails.
+		if st, err := t.node.Exec.Stat(ctx, CarotateDir); err == nil && st.Exists && t.node.ControlPlane {
+			_ = t.node.Exec.Remove(ctx, CarotateDir)
+		}
+	}
+	parts := []string{fmt.Sprintf("%d file(s) written", len(ch.Files))}
+	ch.Detail = strings.Join(append(parts, did...), ", ")
+	return ch, nil
+}
+
+// describe is the plan of a transition: each file's change and the
+// restarts it causes.
+func (r *Rotation) describe(ctx context.Context, t transition) (engine.Plan, error) {
+	var pl engine.Plan
+	var n int
+	for _, p := range t.allFiles() {
+		if isManifest(p) && !contains(t.pods, componentOf(p)) {
+			continue
+		}
+		w, err := r.M.At(t.node, p, t.to)
+		if err != nil {
+			return pl, err
+		}
+		cur, err := Current(ctx, t.node.Exec, p)
+		if err != nil {
+			return pl, err
+		}
+		if cur.equal(w) {
+			continue
+		}
+		n++
+		pl.Diffs = append(pl.Diffs, diffsOf(t.node.Name, p, cur, w)...)
+	}
+	for _, c := range t.pods {
+		pl.Restarts = append(pl.Restarts, engine.Restart{Component: c, Node: t.node.Name})
+	}
+	if len(t.kubeletFiles) > 0 {
+		pl.Restarts = append(pl.Restarts, engine.Restart{Component: "kubelet", Node: t.node.Name})
+	}
+	var rs []string
+	for _, x := range pl.Restarts {
+		rs = append(rs, x.Component)
+	}
+	pl.Summary = fmt.Sprintf("%d file(s)", n)
+	if len(rs) > 0 {
+		pl.Summary += "; restart " + strings.Join(rs, ", ")
+	}
+	return pl, nil
+}
+
+// diffsOf shows a file change without ever showing a secret: certificates
+// by subject, issuer and fingerprints; manifests by flag; secret files by
+// hash only.
+func diffsOf(nodeName, p string, cur, w Want) []engine.Diff {
+	if cur.Link != "" || w.Link != "" {
+		return []engine.Diff{engine.ObjectDiff(nodeName+":"+p, "link", describeWant(cur), describeWant(w))}
+	}
+	if isManifest(p) {
+		var ds []engine.Diff
+		for _, f := range flagChanges(nodeName, p, cur.Data, w.Data) {
+			ds = append(ds, f)
+		}
+		if a, b := annotationOf(nodeName, p, cur.Data), annotationOf(nodeName, p, w.Data); a != b {
+			ds = append(ds, engine.ObjectDiff(nodeName+":"+p, "metadata.annotations["+RestartAnnotation+"]", a, b))
+		}
+		return ds
+	}
+	if strings.HasSuffix(p, ".crt") && !w.Absent && !cur.Absent {
+		bc, _ := pki.ParseCertificatesPEM(p, cur.Data)
+		ac, _ := pki.ParseCertificatesPEM(p, w.Data)
+		var ds []engine.Diff
+		for i := 0; i < max(len(bc), len(ac)); i++ {
+			var b, a *x509.Certificate
+			if i < len(bc) {
+				b = bc[i]
+			}
+			if i < len(ac) {
+				a = ac[i]
+			}
+			ds = append(ds, engine.CertDiff(nodeName, fmt.Sprintf("%s[%d]", p, i), b, a))
+		}
+		return ds
+	}
+	var before, after []byte
+	if !cur.Absent {
+		before = cur.Data
+	}
+	if !w.Absent {
+		after = w.Data
+	}
+	if w.Secret || cur.Secret || isSecretPath(p) {
+		return []engine.Diff{engine.SecretFileDiff(nodeName, p, before, after)}
+	}
+	return []engine.Diff{engine.FileDiff(nodeName, p, before, after)}
+}
+
+func flagChanges(nodeName, p string, before, after []byte) []engine.Diff {
+	var out []engine.Diff
+	comp := componentOf(p)
+	for _, f := range []string{"--cluster-signing-cert-file", "--cluster-signing-key-file", "--root-ca-file", "--client-ca-file", "--requestheader-client-ca-file"} {
+		b, _, _ := manifest.FlagValue(p, before, comp, f)
+		a, _, _ := manifest.FlagValue(p, after, comp, f)
+		if a != b {
+			out = append(out, engine.FlagDiff(nodeName, comp, f, b, a))
+		}
+	}
+	return out
+}
+
+func annotationOf(nodeName, p string, data []byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	v, _ := restartValue(nodeName+":"+p, data)
+	return v
+}
+
+func isManifest(p string) bool { return strings.HasPrefix(p, ManifestsDir+"/") }
+
+func componentOf(p string) string {
+	for c, m := range componentManifest {
+		if m == p {
+			return c
+		}
+	}
+	return ""
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = state.FileChange{}
