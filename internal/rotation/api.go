@@ -10,10 +10,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/carotate/carotate/internal/engine"
-	"github.com/carotate/carotate/internal/kubeconfig"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/workload"
@@ -55,7 +55,16 @@ func (r *Rotation) clusterInfoAt(s Stage) (string, error) {
 	default:
 		return orig, nil
 	}
-	out, _, err := kubeconfig.SetCAData(ObjClusterInfo, []byte(orig), bundle)
+	// cluster-info's kubeconfig has a cluster and nothing else: no
+	// context, no user. Every cluster in it gets the bundle.
+	cfg, err := clientcmd.Load([]byte(orig))
+	if err != nil {
+		return "", fmt.Errorf("%s: data.kubeconfig: %w", ObjClusterInfo, err)
+	}
+	for _, c := range cfg.Clusters {
+		c.CertificateAuthorityData = bundle
+	}
+	out, err := clientcmd.Write(*cfg)
 	return string(out), err
 }
 
@@ -118,7 +127,7 @@ func (r *Rotation) clusterInfoStep(s Stage) engine.Step[*Rotation] {
 				return engine.Plan{}, err
 			}
 			return engine.Plan{Summary: "certificate-authority-data → " + describeBundle(s),
-				Diffs: []engine.Diff{engine.ObjectDiff(ObjClusterInfo, "data.kubeconfig", cm.Data["kubeconfig"], want)}}, nil
+				Diffs: []engine.Diff{engine.ObjectDiff(ObjClusterInfo, "data.kubeconfig certificate-authority-data", caSubjects(cm.Data["kubeconfig"]), caSubjects(want))}}, nil
 		},
 	}
 }
@@ -384,4 +393,23 @@ func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
 			return engine.Plan{Summary: fmt.Sprintf("wait up to %s: the apiserver polls this file every 5 minutes", d.Round(time.Second))}, nil
 		},
 	}
+}
+
+// caSubjects names the CAs a kubeconfig's clusters trust, for the plan.
+func caSubjects(kc string) string {
+	cfg, err := clientcmd.Load([]byte(kc))
+	if err != nil {
+		return "unreadable kubeconfig"
+	}
+	var out []string
+	for _, c := range cfg.Clusters {
+		certs, err := pki.ParseCertificatesPEM("kubeconfig", c.CertificateAuthorityData)
+		if err != nil {
+			continue
+		}
+		for _, crt := range certs {
+			out = append(out, crt.Subject.String())
+		}
+	}
+	return strings.Join(out, " + ")
 }

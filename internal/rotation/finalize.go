@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"strings"
 
@@ -31,16 +32,19 @@ func (r *Rotation) oldDependents(ctx context.Context) ([]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			data := cfg.ClientCertData
-			if len(data) == 0 && cfg.ClientCertFile != "" {
+			var certs []*x509.Certificate
+			switch {
+			case len(cfg.ClientCertData) > 0:
+				certs, err = pki.ParseCertificatesPEM(n.Name+":"+p, cfg.ClientCertData)
+			case cfg.ClientCertFile != "":
+				var data []byte
 				if data, err = n.Exec.ReadFile(ctx, cfg.ClientCertFile); err != nil {
 					return nil, err
 				}
-			}
-			if len(data) == 0 {
+				certs, _, err = pki.ParseCertificateAndKeyPEM(n.Name+":"+cfg.ClientCertFile, data)
+			default:
 				continue
 			}
-			certs, err := pki.ParseCertificatesPEM(n.Name+":"+p, data)
 			if err != nil {
 				return nil, err
 			}

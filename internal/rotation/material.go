@@ -180,13 +180,13 @@ func (m *Material) At(n *Node, p string, s Stage) (Want, error) {
 		src := n.Name + ":" + p
 		var err error
 		if p == kcmManifest {
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "--cluster-signing-cert-file", signingCert); err != nil {
+			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-cert-file", signingCert); err != nil {
 				return Want{}, err
 			}
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "--cluster-signing-key-file", signingKey); err != nil {
+			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-key-file", signingKey); err != nil {
 				return Want{}, err
 			}
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "--root-ca-file", rootCAFile); err != nil {
+			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "root-ca-file", rootCAFile); err != nil {
 				return Want{}, err
 			}
 		}
@@ -322,7 +322,13 @@ func (m *Material) ReissueLeaves(nodes []*Node, now time.Time) error {
 
 func (m *Material) reissueClient(nodeName, p string, pemData []byte, now time.Time, combined bool) error {
 	src := nodeName + ":" + p
-	certs, err := pki.ParseCertificatesPEM(src, pemData)
+	var certs []*x509.Certificate
+	var err error
+	if combined {
+		certs, _, err = pki.ParseCertificateAndKeyPEM(src, pemData)
+	} else {
+		certs, err = pki.ParseCertificatesPEM(src, pemData)
+	}
 	if err != nil {
 		return err
 	}

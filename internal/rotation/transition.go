@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/carotate/carotate/internal/engine"
+	"github.com/carotate/carotate/internal/kubeconfig"
 	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/state"
@@ -324,6 +325,13 @@ func diffsOf(nodeName, p string, cur, w Want) []engine.Diff {
 		}
 		return ds
 	}
+	if isKubeconfig(p) && !cur.Absent && !w.Absent {
+		ds := []engine.Diff{engine.ObjectDiff(nodeName+":"+p, "certificate-authority-data", kubeconfigCAs(cur.Data), kubeconfigCAs(w.Data))}
+		if b, a := kubeconfigClient(cur.Data), kubeconfigClient(w.Data); b != nil && a != nil && !b.Equal(a) {
+			ds = append(ds, engine.CertDiff(nodeName, p+" client-certificate-data", b, a))
+		}
+		return ds
+	}
 	var before, after []byte
 	if !cur.Absent {
 		before = cur.Data
@@ -340,7 +348,7 @@ func diffsOf(nodeName, p string, cur, w Want) []engine.Diff {
 func flagChanges(nodeName, p string, before, after []byte) []engine.Diff {
 	var out []engine.Diff
 	comp := componentOf(p)
-	for _, f := range []string{"--cluster-signing-cert-file", "--cluster-signing-key-file", "--root-ca-file", "--client-ca-file", "--requestheader-client-ca-file"} {
+	for _, f := range []string{"cluster-signing-cert-file", "cluster-signing-key-file", "root-ca-file", "client-ca-file", "requestheader-client-ca-file"} {
 		b, _, _ := manifest.FlagValue(p, before, comp, f)
 		a, _, _ := manifest.FlagValue(p, after, comp, f)
 		if a != b {
@@ -379,3 +387,31 @@ func contains(l []string, s string) bool {
 }
 
 var _ = state.FileChange{}
+
+func kubeconfigCAs(data []byte) string {
+	cfg, err := kubeconfig.Parse("kubeconfig", data)
+	if err != nil || len(cfg.CAData) == 0 {
+		return ""
+	}
+	certs, err := pki.ParseCertificatesPEM("kubeconfig", cfg.CAData)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, c := range certs {
+		out = append(out, c.Subject.String())
+	}
+	return strings.Join(out, " + ")
+}
+
+func kubeconfigClient(data []byte) *x509.Certificate {
+	cfg, err := kubeconfig.Parse("kubeconfig", data)
+	if err != nil || len(cfg.ClientCertData) == 0 {
+		return nil
+	}
+	c, err := pki.ParseCertificatePEM("kubeconfig", cfg.ClientCertData)
+	if err != nil {
+		return nil
+	}
+	return c
+}

@@ -149,9 +149,11 @@ func ClientCertAccepted(ctx context.Context, endpoint string, serverRoots []*x50
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// Our own verdict on the serving certificate reads better without
+		// the url.Error around it.
 		var serving *ServingError
 		if errors.As(err, &serving) {
-			return false, 0, fmt.Errorf("checking whether endpoint %s accepts a client certificate: %w", endpoint, serving)
+			err = serving
 		}
 		return false, 0, fmt.Errorf("checking whether endpoint %s accepts a client certificate: %w", endpoint, err)
 	}

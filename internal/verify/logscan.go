@@ -35,7 +35,7 @@ type NodeLogs struct {
 // defaults.
 type ScanOptions struct {
 	// Patterns mark a line as a TLS error (case-sensitive substrings).
-	// Default DefaultTLSErrorPatterns().
+	// Default (also for an empty list) DefaultTLSErrorPatterns().
 	Patterns []string
 	// Ignore excludes lines containing any of these substrings, e.g. a
 	// benign message measured on a healthy cluster, or
@@ -43,8 +43,8 @@ type ScanOptions struct {
 	Ignore []string
 	// Namespace of the pods to read. Default "kube-system".
 	Namespace string
-	// PodPrefixes select the pods to read by name. Default
-	// DefaultLogPodPrefixes().
+	// PodPrefixes select the pods to read by name. Default (also for an
+	// empty list) DefaultLogPodPrefixes().
 	PodPrefixes []string
 	// PodLogDir is the kubelet's pod log directory. Default DefaultPodLogDir.
 	PodLogDir string
@@ -62,13 +62,14 @@ type ScanOptions struct {
 }
 
 func (o ScanOptions) withDefaults() ScanOptions {
-	if o.Patterns == nil {
+	// An empty list would silently turn the gate off; it means the default.
+	if len(o.Patterns) == 0 {
 		o.Patterns = DefaultTLSErrorPatterns()
 	}
 	if o.Namespace == "" {
 		o.Namespace = "kube-system"
 	}
-	if o.PodPrefixes == nil {
+	if len(o.PodPrefixes) == 0 {
 		o.PodPrefixes = DefaultLogPodPrefixes()
 	}
 	if o.PodLogDir == "" {

@@ -211,3 +211,31 @@ func TestScanTLSErrorsUnreadable(t *testing.T) {
 	_, err := ScanTLSErrors(ctx, []NodeLogs{{Exec: n.exec("cp-1")}, {Name: "cp-2"}}, since, ScanOptions{KubeletCommand: []string{"cat", "kubelet.log"}})
 	wantFragments(t, err, "scanning container logs on node cp-1", "node cp-1: list /var/log/pods", "node cp-2: no executor")
 }
+
+func TestScanOptionsDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		in   ScanOptions
+		want ScanOptions
+	}{
+		{name: "zero", in: ScanOptions{}, want: ScanOptions{
+			Patterns: DefaultTLSErrorPatterns(), Namespace: "kube-system", PodPrefixes: DefaultLogPodPrefixes(),
+			PodLogDir: DefaultPodLogDir, KubeletCommand: DefaultKubeletLogCommand(), MaxFindings: DefaultMaxFindings,
+		}},
+		{name: "empty lists do not turn the gate off", in: ScanOptions{Patterns: []string{}, PodPrefixes: []string{}, KubeletCommand: []string{}}, want: ScanOptions{
+			Patterns: DefaultTLSErrorPatterns(), Namespace: "kube-system", PodPrefixes: DefaultLogPodPrefixes(),
+			PodLogDir: DefaultPodLogDir, KubeletCommand: DefaultKubeletLogCommand(), MaxFindings: DefaultMaxFindings,
+		}},
+		{name: "set values kept", in: ScanOptions{Patterns: []string{"x509:"}, Ignore: []string{"SN=1,"}, Namespace: "ns", PodPrefixes: []string{"p-"},
+			PodLogDir: "/logs", KubeletCommand: []string{"cat", "k.log"}, KubeletTimeZone: time.UTC, MaxFindings: 3},
+			want: ScanOptions{Patterns: []string{"x509:"}, Ignore: []string{"SN=1,"}, Namespace: "ns", PodPrefixes: []string{"p-"},
+				PodLogDir: "/logs", KubeletCommand: []string{"cat", "k.log"}, KubeletTimeZone: time.UTC, MaxFindings: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.in.withDefaults(), cmp.Comparer(func(a, b *time.Location) bool { return a == b })); diff != "" {
+				t.Errorf("withDefaults mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
