@@ -74,6 +74,12 @@ func Journalctl(logDir string, args []string, now time.Time, stdout, stderr io.W
 }
 
 func parseSince(s string, now time.Time) (time.Time, error) {
+	// journalctl takes a time zone after the time, e.g. "... UTC".
+	if rest, ok := strings.CutSuffix(s, " UTC"); ok {
+		if t, err := time.ParseInLocation("2006-01-02 15:04:05", rest, time.UTC); err == nil {
+			return t, nil
+		}
+	}
 	for _, layout := range []string{time.RFC3339Nano, time.RFC3339, "2006-01-02 15:04:05", "2006-01-02 15:04"} {
 		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
 			return t, nil
