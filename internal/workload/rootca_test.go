@@ -9,9 +9,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 const (
@@ -232,5 +235,21 @@ func TestRootCAUpdateTimes(t *testing.T) {
 	want := map[string]time.Time{"a": bundleAt, "b": created}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("RootCAUpdateTimes (-want +got):\n%s", diff)
+	}
+}
+
+func TestWaitRootCACannotList(t *testing.T) {
+	cs := fake.NewClientset(namespace("a"), rootCA("a", newBundle))
+	cs.PrependReactor("list", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "", errors.New("no RBAC"))
+	})
+	_, err := WaitRootCA(context.Background(), cs, []byte(newBundle), 100*time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a context.DeadlineExceeded", err)
+	}
+	for _, want := range []string{"could not list namespaces", "forbidden", "may list and watch them"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }
