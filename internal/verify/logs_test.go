@@ -137,6 +137,7 @@ func TestLineMatcher(t *testing.T) {
 		{name: "bad certificate alone", m: defaults, line: "rejected connection: bad certificate", want: true},
 		{name: "case-sensitive", m: defaults, line: "X509: TLS: nothing to see", want: false},
 		{name: "flag dump is not an error", m: defaults, line: `I1127 … FLAG: --tls-cert-file="/etc/kubernetes/pki/apiserver.crt"`, want: false},
+		{name: "config dump key is not an error", m: defaults, line: "\t  x509:", want: false},
 		{name: "ordinary line", m: defaults, line: "Successfully acquired lease kube-system/kube-scheduler", want: false},
 		{name: "ignored", m: lineMatcher{patterns: DefaultTLSErrorPatterns(), ignore: []string{"SN=42,"}},
 			line: "verifying certificate SN=42, SKID=… failed: x509: certificate signed by unknown authority", want: false},
