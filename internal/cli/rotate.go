@@ -56,19 +56,19 @@ type RotateOptions struct {
 	Sudo                bool
 	InventoryFile       string
 
-	StateDir      string
-	BackupKeyFile string
-	CACert        string
-	CAKey         string
-	FrontCACert   string
-	FrontCAKey    string
-	Yes           bool
-	Output        string
-	AllowUnready  []string
-	Parallelism   int
+	StateDir              string
+	BackupKeyFile         string
+	CACert                string
+	CAKey                 string
+	FrontCACert           string
+	FrontCAKey            string
+	Yes                   bool
+	Output                string
+	AllowUnready          []string
+	Parallelism           int
 	KubeletRestartCommand string
 	KubeletLogCommand     string
-	ReloadWait    time.Duration
+	ReloadWait            time.Duration
 
 	inventory   *inventory.File
 	gather      Gatherer

@@ -96,7 +96,9 @@ func (r *Rotation) clusterInfoStep(s Stage) engine.Step[*Rotation] {
 			return engine.Change{}, fmt.Errorf("update %s: %w", ObjClusterInfo, err)
 		}
 		detail := "joins accept the old and the new discovery hash"
-		if to == Finalized {
+		if to < Trusted {
+			detail = "restored: joins use the old discovery hash"
+		} else if to == Finalized {
 			detail = "kubeadm join --discovery-token-ca-cert-hash " + pki.DiscoveryHash(r.M.New[model.ClusterCA].Cert)
 		}
 		return engine.Change{Changed: changed, Detail: detail}, nil

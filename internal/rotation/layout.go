@@ -73,12 +73,17 @@ const (
 
 // File names of kubeadm's PKI.
 var (
-	caCert          = path.Join(PKIDir, "ca.crt")
-	caKey           = path.Join(PKIDir, "ca.key")
-	frontProxyCert  = path.Join(PKIDir, "front-proxy-ca.crt")
-	frontProxyKey   = path.Join(PKIDir, "front-proxy-ca.key")
-	signingCert     = path.Join(CarotateDir, "signing-ca.crt")
-	signingKey      = path.Join(CarotateDir, "signing-ca.key")
+	caCert         = path.Join(PKIDir, "ca.crt")
+	caKey          = path.Join(PKIDir, "ca.key")
+	frontProxyCert = path.Join(PKIDir, "front-proxy-ca.crt")
+	frontProxyKey  = path.Join(PKIDir, "front-proxy-ca.key")
+	// KCM's signing pair gets its own files per stage: KCM watches the
+	// files it signs with, and rewriting a certificate and its key in
+	// place shows it a mismatched pair in between.
+	signingCert     = path.Join(CarotateDir, "signing-old-ca.crt")
+	signingKey      = path.Join(CarotateDir, "signing-old-ca.key")
+	signingNewCert  = path.Join(CarotateDir, "signing-new-ca.crt")
+	signingNewKey   = path.Join(CarotateDir, "signing-new-ca.key")
 	rootCAFile      = path.Join(CarotateDir, "root-ca.crt")
 	newCACert       = path.Join(CarotateDir, "ca.crt")
 	newCAKey        = path.Join(CarotateDir, "ca.key")

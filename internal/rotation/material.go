@@ -147,17 +147,17 @@ func (m *Material) At(n *Node, p string, s Stage) (Want, error) {
 			return key(m.New[kind])
 		}
 		return cert(m.New[kind].Cert), nil
-	case signingCert, signingKey:
-		var ca *pki.CA
-		switch s {
-		case Trusted:
-			ca = m.Old[model.ClusterCA]
-		case Switched:
+	case signingCert, signingKey, signingNewCert, signingNewKey:
+		ca := m.Old[model.ClusterCA]
+		if p == signingNewCert || p == signingNewKey {
+			if s != Switched {
+				return Want{Absent: true}, nil
+			}
 			ca = m.New[model.ClusterCA]
-		default:
+		} else if s != Trusted && s != Switched {
 			return Want{Absent: true}, nil
 		}
-		if p == signingKey {
+		if p == signingKey || p == signingNewKey {
 			return key(ca)
 		}
 		return cert(ca.Cert), nil
@@ -180,10 +180,14 @@ func (m *Material) At(n *Node, p string, s Stage) (Want, error) {
 		src := n.Name + ":" + p
 		var err error
 		if p == kcmManifest {
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-cert-file", signingCert); err != nil {
+			sc, sk := signingCert, signingKey
+			if s == Switched {
+				sc, sk = signingNewCert, signingNewKey
+			}
+			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-cert-file", sc); err != nil {
 				return Want{}, err
 			}
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-key-file", signingKey); err != nil {
+			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-key-file", sk); err != nil {
 				return Want{}, err
 			}
 			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "root-ca-file", rootCAFile); err != nil {

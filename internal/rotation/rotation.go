@@ -172,7 +172,7 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	m := r.M
 	pods := []string{"kube-controller-manager", "kube-scheduler"}
 	newFiles := []string{newCACert, newCAKey, newFrontCert, newFrontKey}
-	carotateFiles := append([]string{signingCert, signingKey, rootCAFile}, newFiles...)
+	carotateFiles := append([]string{signingCert, signingKey, signingNewCert, signingNewKey, rootCAFile}, newFiles...)
 	kcFiles := func(extra ...string) []string { return append(extra, kubeconfigsCP...) }
 
 	var prepare, trust, switchSteps, finalize []engine.Step[*Rotation]
@@ -200,9 +200,12 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	for _, n := range r.controlPlanes() {
 		switchSteps = append(switchSteps,
 			transition{node: n, to: Switched,
-				files: kcFiles(caCert, caKey, frontProxyCert, frontProxyKey, signingCert, signingKey,
+				files: kcFiles(caCert, caKey, frontProxyCert, frontProxyKey, signingNewCert, signingNewKey,
 					PKIDir+"/apiserver.crt", PKIDir+"/apiserver-kubelet-client.crt", PKIDir+"/front-proxy-client.crt"),
-				pods: pods}.step("control plane signs and serves with the new CA"),
+				undoFiles: kcFiles(caCert, caKey, frontProxyCert, frontProxyKey,
+					PKIDir+"/apiserver.crt", PKIDir+"/apiserver-kubelet-client.crt", PKIDir+"/front-proxy-client.crt"),
+				undoAfter: []string{signingNewCert, signingNewKey},
+				pods:      pods}.step("control plane signs and serves with the new CA"),
 			transition{node: n, to: Switched,
 				files:     []string{m.kubeletClientFile(), KubeletClientCurrent, kubeletConf},
 				undoFiles: []string{KubeletClientCurrent, kubeletConf}, undoAfter: []string{m.kubeletClientFile()},

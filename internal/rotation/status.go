@@ -12,7 +12,7 @@ func (r *Rotation) nodeFiles(n *Node) []string {
 	ps := BackupPaths(n.ControlPlane)
 	ps = append(ps, r.M.kubeletClientFile())
 	if n.ControlPlane {
-		ps = append(ps, signingCert, signingKey, rootCAFile, newCACert, newCAKey, newFrontCert, newFrontKey)
+		ps = append(ps, signingCert, signingKey, signingNewCert, signingNewKey, rootCAFile, newCACert, newCAKey, newFrontCert, newFrontKey)
 	}
 	return ps
 }

@@ -162,8 +162,14 @@ func (r *Rotation) kubeletStale(ctx context.Context, t transition) (bool, error)
 		// costs seconds, one too few leaves it on the old trust.
 		return true, nil
 	}
-	return started.Before(newest), nil
+	// process_start_time_seconds comes from the boot time in whole
+	// seconds plus clock ticks, so it reads up to a second early: measured
+	// 0.75 s before the write that preceded the restart. A kubelet that
+	// missed a change started minutes before it.
+	return started.Before(newest.Add(-startTimeSlack)), nil
 }
+
+const startTimeSlack = 3 * time.Second
 
 // move writes files, restarts the static pods and the kubelet as needed,
 // then writes after, all at stage s.
