@@ -439,6 +439,14 @@ func (o *RotateOptions) Run(ctx context.Context) error {
 	}
 	defer s.close()
 	phases := s.rot.Phases()
+	// done is how many phases the record says have finished. The next
+	// phase may be part way: resume runs it again (its finished steps are
+	// skipped) and rollback undoes it too. Phases already finished are never
+	// applied again: their steps would take the nodes back a stage.
+	done := phaseIndex(s.rec.Phase) + 1
+	if s.fresh {
+		done = 0
+	}
 	switch o.command {
 	case "status":
 		return s.status(ctx, phases)
@@ -446,22 +454,36 @@ func (o *RotateOptions) Run(ctx context.Context) error {
 		if !s.fresh {
 			fmt.Fprintf(o.Out, "Rotation %s is in progress (last finished phase: %s).\n", s.rec.RotationID, orNone(s.rec.Phase))
 		}
-		_, err := s.runner(nil).Plan(ctx, s.rot, phases)
+		_, err := s.runner(nil).Plan(ctx, s.rot, phases[done:])
 		return err
 	case "rotate":
-		return s.mutate(ctx, phases, phases[:3], false)
+		if done >= 3 {
+			fmt.Fprintf(o.Out, "Rotation %s has already switched to the new CAs; nothing to do. Run `carotate finalize` to distrust the old CAs, or `carotate rollback`.\n", s.rec.RotationID)
+			return nil
+		}
+		return s.mutate(ctx, phases[done:3], false)
 	case "finalize":
-		if s.fresh || s.rec.Phase != rotation.PhaseSwitch {
+		if s.fresh || done != 3 {
 			return fmt.Errorf("%w: finalize needs a rotation that has switched to the new CA (record: %s); run `carotate rotate` first", ErrRefused, orNone(s.rec.Phase))
 		}
-		return s.mutate(ctx, phases, phases[3:], false)
+		return s.mutate(ctx, phases[3:], false)
 	case "rollback":
 		if s.fresh {
 			return fmt.Errorf("%w: no rotation in progress to roll back (a finalized rotation cannot be rolled back; rotate again instead)", ErrRefused)
 		}
-		return s.mutate(ctx, phases, phases, true)
+		return s.mutate(ctx, phases[:min(done+1, len(phases))], true)
 	}
 	return fmt.Errorf("unknown command %q", o.command)
+}
+
+// phaseIndex is the position of a recorded phase, -1 for none.
+func phaseIndex(phase string) int {
+	for i, p := range []string{rotation.PhasePrepare, rotation.PhaseTrust, rotation.PhaseSwitch, rotation.PhaseFinalize} {
+		if p == phase {
+			return i
+		}
+	}
+	return -1
 }
 
 func orNone(s string) string {
@@ -484,7 +506,9 @@ func (s *session) runner(j engine.Journal) *engine.Runner[*rotation.Rotation] {
 	}
 	return &engine.Runner[*rotation.Rotation]{
 		Reporter: engine.ReporterFunc(func(e engine.Event) {
-			s.rot.Observe(e)
+			if j != nil { // a plan is not a phase beginning
+				s.rot.Observe(e)
+			}
 			rep.Report(e)
 		}),
 		Journal:        j,
@@ -496,7 +520,7 @@ func (s *session) runner(j engine.Journal) *engine.Runner[*rotation.Rotation] {
 
 // mutate plans, asks, locks, then applies (or rolls back) phase by phase,
 // recording each finished phase.
-func (s *session) mutate(ctx context.Context, all, run []engine.Phase[*rotation.Rotation], rollback bool) error {
+func (s *session) mutate(ctx context.Context, run []engine.Phase[*rotation.Rotation], rollback bool) error {
 	o := s.o
 	if err := s.preflight(); err != nil {
 		return err
@@ -542,7 +566,7 @@ func (s *session) mutate(ctx context.Context, all, run []engine.Phase[*rotation.
 	r := s.runner(j)
 	start := o.now()
 	if rollback {
-		if err := r.Rollback(lctx, s.rot, all); err != nil {
+		if err := r.Rollback(lctx, s.rot, run); err != nil {
 			return err
 		}
 		s.rec.Phase = recordRolledBack
