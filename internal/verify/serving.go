@@ -150,7 +150,13 @@ func handshake(ctx context.Context, endpoint, serverName string, clientCert *tls
 		MinVersion:         tls.VersionTLS12,
 	}
 	if clientCert != nil {
-		conf.Certificates = []tls.Certificate{*clientCert}
+		// Always present it. With Certificates, crypto/tls sends nothing
+		// when the certificate does not chain to a CA the server lists as
+		// acceptable, and the request goes on as anonymous: after
+		// finalize an old-CA certificate would then look accepted (403
+		// for system:anonymous) although the server never saw it.
+		cert := *clientCert
+		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: probeTimeout}, Config: conf}
 	conn, err := dialer.DialContext(ctx, "tcp", endpoint)
