@@ -16,6 +16,7 @@ import (
 	"os/user"
 	"regexp"
 	"strconv"
+	"syscall"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -120,10 +121,26 @@ func (l *Lock) Holder() Holder { return l.holder }
 // is free, expired, or held by the same rotation (a rerun after a crash),
 // and otherwise fails with a *HeldError.
 func Acquire(ctx context.Context, client kubernetes.Interface, holder Holder, duration time.Duration) (*Lock, error) {
-	return acquire(ctx, client, holder, duration, time.Now)
+	return acquire(ctx, client, holder, duration, time.Now, processAlive)
 }
 
-func acquire(ctx context.Context, client kubernetes.Interface, holder Holder, duration time.Duration, now func() time.Time) (*Lock, error) {
+// processAlive reports whether other may still be running: a process of
+// the same rotation on another host, or one that is running here, may be
+// mid-step, and two carotates must never change the same cluster at once.
+// Only a process of this host that no longer exists (a crash, kill -9) is
+// taken over before its lease expires.
+func processAlive(me, other Holder) bool {
+	if other.Host != me.Host || other.PID <= 0 {
+		return true
+	}
+	if other.PID == me.PID {
+		return false
+	}
+	err := syscall.Kill(other.PID, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func acquire(ctx context.Context, client kubernetes.Interface, holder Holder, duration time.Duration, now func() time.Time, alive func(me, other Holder) bool) (*Lock, error) {
 	if holder.RotationID == "" {
 		return nil, errors.New("acquire rotation lock: holder has no rotation id")
 	}
@@ -160,7 +177,7 @@ func acquire(ctx context.Context, client kubernetes.Interface, holder Holder, du
 		other, _ := ParseHolder(identity)
 		switch {
 		case identity == "":
-		case other.RotationID == holder.RotationID:
+		case other.RotationID == holder.RotationID && !alive(holder, other):
 		case expired(cur, at):
 		default:
 			return heldError(cur, at)

@@ -3,6 +3,8 @@ package lock
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +62,7 @@ func TestAcquire(t *testing.T) {
 		objects     []runtime.Object
 		wantCalls   []string
 		wantErr     string
+		wantHolder  string
 		transitions int32
 	}{
 		{name: "free: create", wantCalls: []string{"create leases"}},
@@ -77,6 +80,13 @@ func TestAcquire(t *testing.T) {
 			objects:     []runtime.Object{existing("alice@ws1 pid 99 rotation r-mine", now.Add(-5*time.Second), 120)},
 			wantCalls:   []string{"create leases", "get leases", "update leases"},
 			transitions: 1},
+		{name: "same rotation from a live process: fail fast",
+			objects:   []runtime.Object{existing("alice@ws1 pid 77 rotation r-mine", now.Add(-5*time.Second), 120)},
+			wantCalls: []string{"create leases", "get leases"},
+			wantErr: `rotation lock kube-system/carotate-rotation-lock is held by "alice@ws1 pid 77 rotation r-mine", ` +
+				`last renewed 2026-03-14T11:59:55Z (5s ago), expires in 1m55s: another carotate is rotating this cluster; ` +
+				`wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock`,
+			wantHolder: "alice@ws1 pid 77 rotation r-mine"},
 		{name: "released (no holder): take over",
 			objects:   []runtime.Object{existing("", now.Add(-5*time.Second), 120)},
 			wantCalls: []string{"create leases", "get leases", "update leases"}},
@@ -84,7 +94,7 @@ func TestAcquire(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset(tt.objects...)
-			l, err := acquire(context.Background(), c, me, 2*time.Minute, tick)
+			l, err := acquire(context.Background(), c, me, 2*time.Minute, tick, deadUnless(77))
 			if diff := cmp.Diff(tt.wantCalls, calls(c)); diff != "" {
 				t.Errorf("API calls (-want +got):\n%s", diff)
 			}
@@ -96,7 +106,11 @@ func TestAcquire(t *testing.T) {
 				if diff := cmp.Diff(tt.wantErr, err.Error()); diff != "" {
 					t.Errorf("error (-want +got):\n%s", diff)
 				}
-				if got := *getLease(t, c).Spec.HolderIdentity; got != bob {
+				wantHolder := tt.wantHolder
+				if wantHolder == "" {
+					wantHolder = bob
+				}
+				if got := *getLease(t, c).Spec.HolderIdentity; got != wantHolder {
 					t.Errorf("holder changed to %q", got)
 				}
 				return
@@ -136,7 +150,7 @@ func TestAcquireRetriesConflictsBounded(t *testing.T) {
 			}
 			return false, nil, nil
 		})
-		if _, err := acquire(context.Background(), c, me, 2*time.Minute, tick); err != nil {
+		if _, err := acquire(context.Background(), c, me, 2*time.Minute, tick, deadUnless(0)); err != nil {
 			t.Fatalf("Acquire = %v", err)
 		}
 		want := []string{"create leases", "get leases", "update leases", "get leases", "update leases"}
@@ -149,7 +163,7 @@ func TestAcquireRetriesConflictsBounded(t *testing.T) {
 		c.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 			return true, nil, conflict()
 		})
-		_, err := acquire(context.Background(), c, me, 2*time.Minute, tick)
+		_, err := acquire(context.Background(), c, me, 2*time.Minute, tick, deadUnless(0))
 		if !apierrors.IsConflict(err) || !strings.HasPrefix(err.Error(), "acquire rotation lock kube-system/carotate-rotation-lock: ") {
 			t.Fatalf("Acquire = %v, want a wrapped conflict", err)
 		}
@@ -175,7 +189,7 @@ func TestUpdatesCarryResourceVersion(t *testing.T) {
 	c.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, nil
 	})
-	if _, err := acquire(context.Background(), c, me, 2*time.Minute, tick); err != nil {
+	if _, err := acquire(context.Background(), c, me, 2*time.Minute, tick, deadUnless(0)); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"create leases", "get leases", "update leases"}, calls(c)); diff != "" {
@@ -194,7 +208,7 @@ func TestRenewAndRelease(t *testing.T) {
 	ctx := context.Background()
 	t.Run("renew ours", func(t *testing.T) {
 		c := fake.NewClientset()
-		l, err := acquire(ctx, c, me, 2*time.Minute, tick)
+		l, err := acquire(ctx, c, me, 2*time.Minute, tick, deadUnless(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,5 +298,36 @@ func TestHolder(t *testing.T) {
 	}
 	if _, err := Acquire(context.Background(), fake.NewClientset(), Holder{User: "a"}, time.Minute); err == nil {
 		t.Error("Acquire without a rotation id succeeded")
+	}
+}
+
+// deadUnless says every other process is gone but pid.
+func deadUnless(pid int) func(me, other Holder) bool {
+	return func(_, other Holder) bool { return pid != 0 && other.PID == pid }
+}
+
+func TestProcessAlive(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid // reaped: nothing runs under it (barring reuse within the test)
+	here := CurrentHolder("r-1")
+	tests := []struct {
+		name  string
+		other Holder
+		want  bool
+	}{
+		{name: "another host: cannot tell, so alive", other: Holder{Host: here.Host + "-other", PID: dead}, want: true},
+		{name: "this process", other: Holder{Host: here.Host, PID: here.PID}, want: false},
+		{name: "a live process here", other: Holder{Host: here.Host, PID: os.Getppid()}, want: true},
+		{name: "a process here that is gone", other: Holder{Host: here.Host, PID: dead}, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := processAlive(here, tt.other); got != tt.want {
+				t.Errorf("processAlive(%+v) = %v, want %v", tt.other, got, tt.want)
+			}
+		})
 	}
 }
