@@ -69,6 +69,7 @@ type RotateOptions struct {
 	KubeletRestartCommand string
 	KubeletLogCommand     string
 	ReloadWait            time.Duration
+	Until                 string
 
 	inventory   *inventory.File
 	gather      Gatherer
@@ -139,6 +140,9 @@ func (o *RotateOptions) AddFlags(f *pflag.FlagSet) {
 	if o.command != "plan" {
 		f.BoolVarP(&o.Yes, "yes", "y", false, "do it without asking")
 	}
+	if o.command == "rotate" {
+		f.StringVar(&o.Until, "until", "", "stop after this phase (prepare, trust or switch), e.g. to look around before going on; rerun rotate to continue")
+	}
 }
 
 // Complete fills defaults from the environment.
@@ -186,6 +190,9 @@ func (o *RotateOptions) Validate() error {
 	}
 	if (o.FrontCACert == "") != (o.FrontCAKey == "") {
 		errs = append(errs, errors.New("--front-proxy-ca-cert and --front-proxy-ca-key go together: give both or neither"))
+	}
+	if o.Until != "" && (phaseIndex(o.Until) < 0 || o.Until == rotation.PhaseFinalize) {
+		errs = append(errs, fmt.Errorf("--until %q is not one of prepare, trust or switch", o.Until))
 	}
 	if o.Parallelism < 1 {
 		errs = append(errs, fmt.Errorf("--parallelism must be at least 1, got %d", o.Parallelism))
@@ -461,7 +468,15 @@ func (o *RotateOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(o.Out, "Rotation %s has already switched to the new CAs; nothing to do. Run `carotate finalize` to distrust the old CAs, or `carotate rollback`.\n", s.rec.RotationID)
 			return nil
 		}
-		return s.mutate(ctx, phases[done:3], false)
+		last := 3
+		if o.Until != "" {
+			last = phaseIndex(o.Until) + 1
+		}
+		if done >= last {
+			fmt.Fprintf(o.Out, "Rotation %s has already finished %s; nothing to do.\n", s.rec.RotationID, s.rec.Phase)
+			return nil
+		}
+		return s.mutate(ctx, phases[done:last], false)
 	case "finalize":
 		if s.fresh || done != 3 {
 			return fmt.Errorf("%w: finalize needs a rotation that has switched to the new CA (record: %s); run `carotate rotate` first", ErrRefused, orNone(s.rec.Phase))
@@ -595,6 +610,10 @@ func (s *session) mutate(ctx context.Context, run []engine.Phase[*rotation.Rotat
 		newCA := s.rot.M.New[model.ClusterCA].Cert
 		fmt.Fprintf(o.Out, "Finalized rotation %s in %s. The old CAs are distrusted everywhere.\nJoin new nodes with --discovery-token-ca-cert-hash %s\nThe backup stays in %s until you remove it.\n",
 			s.rec.RotationID, o.now().Sub(start).Round(time.Second), pki.DiscoveryHash(newCA), s.rot.Store.BackupPath())
+		return nil
+	}
+	if s.rec.Phase != rotation.PhaseSwitch {
+		fmt.Fprintf(o.Out, "Rotation %s stopped after %s as asked (%s). Run `carotate rotate` to go on, or `carotate rollback`.\n", s.rec.RotationID, s.rec.Phase, o.now().Sub(start).Round(time.Second))
 		return nil
 	}
 	fmt.Fprintf(o.Out, "Rotation %s has switched to the new CAs in %s. The old CAs are still trusted by every component.\n", s.rec.RotationID, o.now().Sub(start).Round(time.Second))
