@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -28,9 +29,19 @@ const (
 	PDBDeployment   = "web"
 )
 
-// Client returns a clientset that talks to the lab as its admin.
+// Client returns a clientset that talks to the lab as its admin, with the
+// first control plane's live admin.conf: a CA rotation replaces it, and the
+// copy in the state directory (Kubeconfig) then no longer works.
 func (l *Lab) Client() (*kubernetes.Clientset, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", l.Kubeconfig())
+	path := l.Kubeconfig()
+	if cps := l.ControlPlaneNodes(); len(cps) > 0 {
+		if p, err := l.NodePath(cps[0].Name, "/etc/kubernetes/admin.conf"); err == nil {
+			if _, err := os.Stat(p); err == nil {
+				path = p
+			}
+		}
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		return nil, err
 	}
