@@ -1,0 +1,454 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/carotate/carotate/internal/cli"
+	"github.com/carotate/carotate/internal/lab"
+	"github.com/carotate/carotate/internal/lab/labtest"
+	"github.com/carotate/carotate/internal/lock"
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
+)
+
+// TestRotateOneControlPlane rotates the CAs of a 1+2 kubeadm cluster: the
+// refusals first, then rollback from after prepare, trust and switch, then
+// a rotation killed with SIGKILL during trust and resumed, a rerun that
+// changes nothing, finalize, and everything the cluster must do after.
+func TestRotateOneControlPlane(t *testing.T) {
+	l := labtest.Start(t, lab.Options{Name: "rota", Subnet: "217.0", ControlPlanes: 1, Workers: 2})
+	ctx := context.Background()
+	if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r := &rotator{t: t, l: l, bin: labtest.Carotate(t), stateDir: t.TempDir()}
+	cp := l.ControlPlaneNodes()[0].Name
+	before := snapshot(t, l)
+	oldAdmin, err := os.ReadFile(l.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("refusals change nothing", func(t *testing.T) {
+		r.t = t
+		refused := func(t *testing.T, res result, mention ...string) {
+			t.Helper()
+			if res.code != cli.ExitBlocking {
+				t.Errorf("exit %d, want %d (refused)", res.code, cli.ExitBlocking)
+			}
+			for _, m := range mention {
+				if !strings.Contains(res.stderr, m) {
+					t.Errorf("the error does not mention %q:\n%s", m, res.stderr)
+				}
+			}
+			requireSameFiles(t, "after a refusal", before, snapshot(t, l))
+			if rec, ok := r.record(); ok {
+				t.Errorf("a refused run left a rotation record: %+v", rec)
+			}
+		}
+		t.Run("a stray file in manifests/", func(t *testing.T) {
+			stray, _ := l.NodePath(cp, "/etc/kubernetes/manifests/notes.txt")
+			if err := os.WriteFile(stray, []byte("not a pod\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			res := r.run("rotate", "--yes")
+			os.Remove(stray)
+			refused(t, res, "notes.txt")
+		})
+		t.Run("an imported CA whose key does not match", func(t *testing.T) {
+			now := time.Now()
+			a, err := pki.GenerateCA(pki.GenerateOptions{Now: now, CommonName: "import-a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := pki.GenerateCA(pki.GenerateOptions{Now: now, CommonName: "import-b"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			keyPEM, _ := b.Key.MarshalPEM()
+			os.WriteFile(filepath.Join(dir, "ca.crt"), a.CertPEM(), 0o600)
+			os.WriteFile(filepath.Join(dir, "ca.key"), keyPEM, 0o600)
+			res := r.run("rotate", "--yes", "--ca-cert", filepath.Join(dir, "ca.crt"), "--ca-key", filepath.Join(dir, "ca.key"))
+			refused(t, res, "--ca-cert/--ca-key", "key")
+		})
+		t.Run("a rotation lock held by another carotate", func(t *testing.T) {
+			c, err := l.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := lock.Holder{User: "bob", Host: "elsewhere", PID: 4242, RotationID: "r-other"}
+			held, err := lock.Acquire(ctx, c, other, 2*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := r.run("rotate", "--yes")
+			if err := held.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			refused(t, res, "bob@elsewhere pid 4242")
+		})
+		t.Run("a NotReady node", func(t *testing.T) {
+			worker := "worker-2"
+			if _, err := l.Systemctl(worker, "stop", "kubelet"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, worker+" NotReady", 3*time.Minute, func() (bool, error) { return nodeReadyIs(ctx, l, worker, false) })
+			res := r.run("rotate", "--yes")
+			if _, err := l.Systemctl(worker, "start", "kubelet"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, worker+" Ready", 3*time.Minute, func() (bool, error) { return nodeReadyIs(ctx, l, worker, true) })
+			refused(t, res, worker, "--allow-unready")
+		})
+	})
+	r.t = t
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	for _, until := range []string{"prepare", "trust", "switch"} {
+		t.Run("rollback after "+until, func(t *testing.T) {
+			r.t = t
+			if res := r.run("rotate", "--yes", "--until", until); res.code != 0 {
+				t.Fatalf("rotate --until %s: exit %d", until, res.code)
+			}
+			if rec, _ := r.record(); rec.Phase != until {
+				t.Errorf("record says %q after rotate --until %s", rec.Phase, until)
+			}
+			status := r.run("status")
+			for _, n := range l.Nodes {
+				if !strings.Contains(status.stdout, n.Name) || !regexpLine(status.stdout, n.Name, until) {
+					t.Errorf("status does not show %s at %s:\n%s", n.Name, until, status.stdout)
+				}
+			}
+			if res := r.run("rollback", "--yes"); res.code != 0 {
+				t.Fatalf("rollback: exit %d", res.code)
+			}
+			requireSameFiles(t, "after rollback from "+until, before, snapshot(t, l))
+			if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
+				t.Errorf("after rollback from %s: %v", until, err)
+			}
+		})
+		r.t = t
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+
+	probes := startProbeRecorder(t, l)
+	rotationStart := time.Now()
+	var outputs, logs []string
+	t.Run("kill -9 during trust, then resume", func(t *testing.T) {
+		r.t = t
+		cmd := r.command("rotate", "--yes")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		killed := false
+		var seen strings.Builder
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			seen.WriteString(line + "\n")
+			if strings.HasPrefix(line, "[trust] "+cp+":") && !strings.Contains(line, "will change") && !strings.Contains(line, "already done") {
+				second := r.run("rotate", "--yes")
+				if second.code != cli.ExitBlocking || !strings.Contains(second.stderr, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
+					t.Errorf("a second carotate during the first: exit %d, want %d naming pid %d:\n%s", second.code, cli.ExitBlocking, cmd.Process.Pid, second.stderr)
+				}
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+				break
+			}
+		}
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		outputs, logs = append(outputs, seen.String()), append(logs, stderr.String())
+		t.Logf("first run, killed during trust:\n%s", progressOnly(seen.String()))
+		if !killed {
+			t.Fatalf("the rotation never reached trust on %s:\n%s", cp, stderr.String())
+		}
+		rec, ok := r.record()
+		if !ok || rec.CAs[model.ClusterCA].New == "" {
+			t.Fatalf("no record with the new CA after the kill: %+v", rec)
+		}
+		res := r.run("rotate", "--yes")
+		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
+		if res.code != 0 {
+			t.Fatalf("resumed rotate: exit %d", res.code)
+		}
+		after, _ := r.record()
+		if after.RotationID != rec.RotationID || after.CAs[model.ClusterCA].New != rec.CAs[model.ClusterCA].New || after.CAs[model.FrontProxyCA].New != rec.CAs[model.FrontProxyCA].New {
+			t.Errorf("the resumed rotation is not the same: before %+v, after %+v", rec, after)
+		}
+		if after.Phase != "switch" {
+			t.Errorf("record phase %q after rotate, want switch", after.Phase)
+		}
+	})
+	r.t = t
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("a rerun of a finished rotate changes nothing", func(t *testing.T) {
+		r.t = t
+		files := snapshot(t, l)
+		pods := controlPlanePods(t, l)
+		res := r.run("rotate", "--yes")
+		if res.code != 0 || !strings.Contains(res.stdout, "nothing to do") {
+			t.Errorf("rerun: exit %d, stdout %q", res.code, res.stdout)
+		}
+		requireSameFiles(t, "after a rerun", files, snapshot(t, l))
+		if got := controlPlanePods(t, l); got != pods {
+			t.Errorf("control-plane pods changed in a rerun:\nbefore %s\nafter  %s", pods, got)
+		}
+	})
+	r.t = t
+
+	t.Run("finalize", func(t *testing.T) {
+		r.t = t
+		res := r.run("finalize", "--yes")
+		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
+		if res.code != 0 {
+			t.Fatalf("finalize: exit %d", res.code)
+		}
+	})
+	r.t = t
+	if t.Failed() {
+		t.FailNow()
+	}
+	rotationEnd := time.Now()
+	checkAfterRotation(t, l, r, before, oldAdmin)
+
+	t.Run("a fresh worker joins with the new discovery hash", func(t *testing.T) {
+		joinFreshWorker(t, l, r, "worker-2")
+	})
+
+	t.Logf("REPORT 1+2\nphases: %s\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v",
+		strings.Join(phaseTimes(logs...), ", "), sortedLines(restartCounts(outputs...)), rotationEnd.Sub(rotationStart).Round(time.Second),
+		probes.failures(t, rotationStart, rotationEnd))
+}
+
+// TestRotateThreeControlPlanes rotates a 3+1 cluster behind a load
+// balancer while a client on the host requests /readyz through it.
+func TestRotateThreeControlPlanes(t *testing.T) {
+	l := labtest.Start(t, lab.Options{Name: "rotb", Subnet: "218.0", ControlPlanes: 3, Workers: 1})
+	ctx := context.Background()
+	if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r := &rotator{t: t, l: l, bin: labtest.Carotate(t), stateDir: t.TempDir()}
+	before := snapshot(t, l)
+	oldAdmin, err := os.ReadFile(l.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes := startProbeRecorder(t, l)
+	lb := startLBClient(t, l)
+	start := time.Now()
+	var outputs, logs []string
+	for _, cmd := range []string{"rotate", "finalize"} {
+		res := r.run(cmd, "--yes")
+		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
+		if res.code != 0 {
+			t.Fatalf("%s: exit %d", cmd, res.code)
+		}
+	}
+	end := time.Now()
+	lb.close()
+	checkAfterRotation(t, l, r, before, oldAdmin)
+	lb.mu.Lock()
+	t.Logf("REPORT 3+1\nphases: %s\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v\nload balancer: %d ok, %d failed %v",
+		strings.Join(phaseTimes(logs...), ", "), sortedLines(restartCounts(outputs...)), end.Sub(start).Round(time.Second),
+		probes.failures(t, start, end), lb.ok.Load(), lb.failed.Load(), lb.errs)
+	if n := lb.failed.Load(); n > 0 {
+		t.Errorf("%d requests through the load balancer failed during the rotation: %v", n, lb.errs)
+	}
+	lb.mu.Unlock()
+}
+
+// checkAfterRotation is what a finalized rotation must leave.
+func checkAfterRotation(t *testing.T, l *lab.Lab, r *rotator, before map[string]string, oldAdmin []byte) {
+	ctx := context.Background()
+	cp := l.ControlPlaneNodes()[0].Name
+	newAdmin, _ := l.NodePath(cp, "/etc/kubernetes/admin.conf")
+	kubectl := filepath.Join(labtest.Components(), "kubectl")
+	t.Run("all nodes Ready and all pods Running", func(t *testing.T) {
+		if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("the in-cluster client on every node succeeds", func(t *testing.T) { checkProbesSucceed(t, l) })
+	t.Run("kubectl: the new admin.conf works, the old one fails with x509", func(t *testing.T) {
+		if out, err := exec.Command(kubectl, "--kubeconfig", newAdmin, "get", "nodes").CombinedOutput(); err != nil {
+			t.Errorf("kubectl with the new admin.conf: %v\n%s", err, out)
+		}
+		old := filepath.Join(t.TempDir(), "old-admin.conf")
+		os.WriteFile(old, oldAdmin, 0o600)
+		out, err := exec.Command(kubectl, "--kubeconfig", old, "get", "nodes").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "x509") {
+			t.Errorf("kubectl with the old admin.conf: err %v, want an x509 error:\n%s", err, out)
+		}
+	})
+	t.Run("everything on the control planes is signed by the new CAs", func(t *testing.T) {
+		rec, _ := r.record()
+		for _, n := range l.ControlPlaneNodes() {
+			if out, err := l.Exec(ctx, n.Name, "kubeadm", "certs", "check-expiration"); err != nil {
+				t.Errorf("%s: kubeadm certs check-expiration: %v\n%s", n.Name, err, out)
+			} else {
+				t.Logf("%s: kubeadm certs check-expiration:\n%s", n.Name, out)
+			}
+			read := func(p string) []*x509.Certificate {
+				host, _ := l.NodePath(n.Name, p)
+				b, err := os.ReadFile(host)
+				if err != nil {
+					t.Fatal(err)
+				}
+				certs, err := pki.ParseCertificatesPEM(host, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return certs
+			}
+			for ca, leaves := range map[string][]string{
+				"ca":             {"apiserver.crt", "apiserver-kubelet-client.crt"},
+				"front-proxy-ca": {"front-proxy-client.crt"},
+			} {
+				cas := read("/etc/kubernetes/pki/" + ca + ".crt")
+				if len(cas) != 1 {
+					t.Errorf("%s: %s.crt holds %d certificates, want 1", n.Name, ca, len(cas))
+					continue
+				}
+				kind := map[string]model.CAKind{"ca": model.ClusterCA, "front-proxy-ca": model.FrontProxyCA}[ca]
+				if got := pki.SPKIFingerprint(cas[0]); got != rec.CAs[kind].New {
+					t.Errorf("%s: %s.crt is %s, want the new CA %s", n.Name, ca, got, rec.CAs[kind].New)
+				}
+				for _, leaf := range leaves {
+					if err := read("/etc/kubernetes/pki/" + leaf)[0].CheckSignatureFrom(cas[0]); err != nil {
+						t.Errorf("%s: %s is not signed by the new %s: %v", n.Name, leaf, ca, err)
+					}
+				}
+			}
+		}
+	})
+	t.Run("every manifest is as kubeadm wrote it", func(t *testing.T) {
+		now := snapshot(t, l)
+		for k, v := range before {
+			if strings.Contains(k, "/manifests/") && now[k] != v {
+				t.Errorf("%s differs from before the rotation", k)
+			}
+		}
+		for k := range now {
+			if strings.Contains(k, "/pki/carotate") {
+				t.Errorf("%s is left after finalize", k)
+			}
+		}
+	})
+	t.Run("carotate check finds nothing", func(t *testing.T) {
+		report, code := runCheck(t, l, exec.Command(r.bin, "check", "--output", "json", "--kubeconfig", newAdmin), sshEnv(l, l.KnownHosts()))
+		if code != 0 || report.Summary.Blocking+report.Summary.Warning > 0 {
+			t.Errorf("exit %d, findings %+v", code, report.Findings)
+		}
+	})
+}
+
+// joinFreshWorker wipes a worker with kubeadm reset and joins it again
+// with a new token and the discovery hash finalize printed.
+func joinFreshWorker(t *testing.T, l *lab.Lab, r *rotator, worker string) {
+	ctx := context.Background()
+	cp := l.ControlPlaneNodes()[0].Name
+	caPath, _ := l.NodePath(cp, "/etc/kubernetes/pki/ca.crt")
+	caPEM, err := os.ReadFile(caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.ParseCertificatePEM(caPath, caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := pki.DiscoveryHash(ca)
+	if out, err := l.Exec(ctx, worker, "kubeadm", "reset", "--force"); err != nil {
+		t.Fatalf("kubeadm reset on %s: %v\n%s", worker, err, out)
+	}
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CoreV1().Nodes().Delete(ctx, worker, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	token, err := l.Exec(ctx, cp, "kubeadm", "token", "create")
+	if err != nil {
+		t.Fatalf("kubeadm token create: %v\n%s", err, token)
+	}
+	n, _ := l.Node(worker)
+	if err := l.KubeadmJoin(ctx, n, strings.TrimSpace(token), hash, ""); err != nil {
+		t.Fatalf("kubeadm join %s with %s: %v", worker, hash, err)
+	}
+	waitFor(t, worker+" Ready after joining", 3*time.Minute, func() (bool, error) { return nodeReadyIs(ctx, l, worker, true) })
+}
+
+func nodeReadyIs(ctx context.Context, l *lab.Lab, name string, want bool) (bool, error) {
+	c, err := l.Client()
+	if err != nil {
+		return false, err
+	}
+	n, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			return (cond.Status == corev1.ConditionTrue) == want, nil
+		}
+	}
+	return !want, nil
+}
+
+// controlPlanePods names the kube-system pods with their uids, so that a
+// restart shows as a change.
+func controlPlanePods(t *testing.T, l *lab.Lab) string {
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := c.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, p := range pods.Items {
+		s = append(s, p.Name+"="+string(p.UID)+fmt.Sprint(p.Status.StartTime))
+	}
+	return strings.Join(s, " ")
+}
+
+// regexpLine reports whether a line of out names node and stage.
+func regexpLine(out, node, stage string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, node) && strings.Contains(line, stage) {
+			return true
+		}
+	}
+	return false
+}
