@@ -181,7 +181,8 @@ func TestJudgeAcceptance(t *testing.T) {
 
 // apiserverLike answers /api the way kube-apiserver does for client
 // certificates: 401 unless the certificate verifies against clientCAs, 403
-// for an authenticated user it will not authorise.
+// for an authenticated user it will not authorise, and 403 for a request
+// without a certificate (anonymous).
 func apiserverLike(t *testing.T, clientCAs ...*x509.Certificate) http.Handler {
 	pool := x509.NewCertPool()
 	for _, c := range clientCAs {
@@ -193,7 +194,7 @@ func apiserverLike(t *testing.T, clientCAs ...*x509.Certificate) http.Handler {
 		}
 		peers := r.TLS.PeerCertificates
 		if len(peers) == 0 {
-			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			http.Error(w, `forbidden: User "system:anonymous"`, http.StatusForbidden)
 			return
 		}
 		intermediates := x509.NewCertPool()
@@ -244,7 +245,14 @@ func TestClientCertAccepted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, serving, apiserverLike(t, tt.clientCAs...))
+			// Like kube-apiserver, the server names the CAs it accepts
+			// client certificates from: a client that only sends a
+			// matching certificate would send none and pass as anonymous.
+			pool := x509.NewCertPool()
+			for _, c := range tt.clientCAs {
+				pool.AddCert(c)
+			}
+			srv := newTestServer(t, serving, apiserverLike(t, tt.clientCAs...), func(c *tls.Config) { c.ClientCAs = pool })
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			accepted, status, err := ClientCertAccepted(ctx, srv.endpoint(), tt.roots, tt.cert)
