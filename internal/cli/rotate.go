@@ -70,6 +70,7 @@ type RotateOptions struct {
 	KubeletLogCommand     string
 	ReloadWait            time.Duration
 	Until                 string
+	ForceUnlock           string
 
 	inventory   *inventory.File
 	gather      Gatherer
@@ -139,6 +140,9 @@ func (o *RotateOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.ReloadWait, "reload-wait", o.ReloadWait, "how long kube-apiserver may take to re-read apiserver-kubelet-client.crt before finalize")
 	if o.command != "plan" {
 		f.BoolVarP(&o.Yes, "yes", "y", false, "do it without asking")
+	}
+	if o.command != "plan" {
+		f.StringVar(&o.ForceUnlock, "force-unlock", "", "delete the rotation lock held by this holder (as the refusal names it) first; only once you made sure that process is gone")
 	}
 	if o.command == "rotate" {
 		f.StringVar(&o.Until, "until", "", "stop after this phase (prepare, trust or switch), e.g. to look around before going on; rerun rotate to continue")
@@ -552,6 +556,12 @@ func (s *session) mutate(ctx context.Context, run []engine.Phase[*rotation.Rotat
 	}
 	if err := o.confirm(); err != nil {
 		return err
+	}
+	if o.ForceUnlock != "" {
+		if err := lock.ForceUnlock(ctx, s.cs, o.ForceUnlock); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "Deleted the rotation lock held by %q.\n", o.ForceUnlock)
 	}
 	lk, err := lock.Acquire(ctx, s.cs, lock.CurrentHolder(s.rec.RotationID), 2*time.Minute)
 	if err != nil {

@@ -87,9 +87,9 @@ type HeldError struct {
 
 func (e *HeldError) Error() string {
 	return fmt.Sprintf("rotation lock %s/%s is held by %q, last renewed %s (%s ago), expires in %s: another carotate is rotating this cluster; "+
-		"wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock",
+		"wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock=%q",
 		Namespace, Name, e.Holder, e.RenewedAt.UTC().Format(time.RFC3339),
-		e.Now.Sub(e.RenewedAt).Round(time.Second), e.Expires.Sub(e.Now).Round(time.Second))
+		e.Now.Sub(e.RenewedAt).Round(time.Second), e.Expires.Sub(e.Now).Round(time.Second), e.Holder)
 }
 
 // LostError says the lock we held is now someone else's (it expired and

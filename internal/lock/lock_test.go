@@ -71,7 +71,7 @@ func TestAcquire(t *testing.T) {
 			wantCalls: []string{"create leases", "get leases"},
 			wantErr: `rotation lock kube-system/carotate-rotation-lock is held by "bob@ws2 pid 7 rotation r-other", ` +
 				`last renewed 2026-03-14T11:59:30Z (30s ago), expires in 1m30s: another carotate is rotating this cluster; ` +
-				`wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock`},
+				`wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock="bob@ws2 pid 7 rotation r-other"`},
 		{name: "held by another but expired: take over",
 			objects:     []runtime.Object{existing(bob, now.Add(-10*time.Minute), 120)},
 			wantCalls:   []string{"create leases", "get leases", "update leases"},
@@ -85,7 +85,7 @@ func TestAcquire(t *testing.T) {
 			wantCalls: []string{"create leases", "get leases"},
 			wantErr: `rotation lock kube-system/carotate-rotation-lock is held by "alice@ws1 pid 77 rotation r-mine", ` +
 				`last renewed 2026-03-14T11:59:55Z (5s ago), expires in 1m55s: another carotate is rotating this cluster; ` +
-				`wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock`,
+				`wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock="alice@ws1 pid 77 rotation r-mine"`,
 			wantHolder: "alice@ws1 pid 77 rotation r-mine"},
 		{name: "released (no holder): take over",
 			objects:   []runtime.Object{existing("", now.Add(-5*time.Second), 120)},
