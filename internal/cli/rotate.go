@@ -434,7 +434,11 @@ func (s *session) preflight() error {
 		if !s.fresh && !resumeBlocking[f.ID] {
 			continue
 		}
-		msgs = append(msgs, fmt.Sprintf("  %s: %s", f.Subject, f.Message))
+		msg := fmt.Sprintf("  %s: %s", f.Subject, f.Message)
+		if f.ID == "node-not-ready" {
+			msg += fmt.Sprintf("; bring it back, or pass --allow-unready %s to rotate without waiting for it", strings.TrimPrefix(f.Subject, "node "))
+		}
+		msgs = append(msgs, msg)
 	}
 	if len(msgs) > 0 {
 		return fmt.Errorf("%w: %d blocking finding(s):\n%s\nfix them (see `carotate check`) and run again", ErrRefused, len(msgs), strings.Join(msgs, "\n"))
