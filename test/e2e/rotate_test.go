@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -263,6 +264,30 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Run("plan --output json is one event per step", func(t *testing.T) {
+		r.t = t
+		res := r.run("plan", "--output", "json")
+		lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+		if res.code != 0 || len(lines) < 20 {
+			t.Fatalf("exit %d, %d lines", res.code, len(lines))
+		}
+		phases := map[string]int{}
+		for _, line := range lines {
+			var e struct {
+				Phase   string `json:"phase"`
+				Step    string `json:"step"`
+				Outcome string `json:"outcome"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil || e.Phase == "" || e.Step == "" || e.Outcome == "" {
+				t.Errorf("not an event: %q (%v)", line, err)
+			}
+			phases[e.Phase]++
+		}
+		if len(phases) != 4 {
+			t.Errorf("events per phase %v, want all four phases", phases)
+		}
+	})
+	r.t = t
 	probes := startProbeRecorder(t, l)
 	lb := startLBClient(t, l)
 	start := time.Now()
