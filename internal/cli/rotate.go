@@ -697,8 +697,21 @@ func (s *session) status(ctx context.Context, phases []engine.Phase[*rotation.Ro
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	want := s.rec.Phase
+	if want == "" {
+		want = "original"
+	}
+	var off []string
 	for _, n := range names {
 		fmt.Fprintf(o.Out, "  %-20s %s\n", n, obs[n])
+		if !strings.Contains(obs[n], want) {
+			off = append(off, n)
+		}
+	}
+	if len(off) == 0 {
+		fmt.Fprintf(o.Out, "Every node is where the record says (%s).\n", want)
+	} else {
+		fmt.Fprintf(o.Out, "Not where the record says (%s): %s. A step was interrupted: run the same command again to resume, or `carotate rollback`.\n", want, strings.Join(off, ", "))
 	}
 	jc, err := s.dir.ReadJournal()
 	if err == nil && len(jc.Entries) > 0 {
