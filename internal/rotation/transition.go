@@ -196,6 +196,15 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 	if err := write(files); err != nil {
 		return ch, err
 	}
+	// Write every manifest first, then wait: the kubelet restarts the
+	// static pods side by side, which halves the time KCM and the
+	// scheduler are away on a node (the apiserver is not touched).
+	type pending struct {
+		component, hash string
+		data            []byte
+		start           time.Time
+	}
+	var waits []pending
 	for _, c := range t.pods {
 		p := componentManifest[c]
 		w, err := r.M.At(t.node, p, s)
@@ -219,14 +228,16 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 			return ch, err
 		}
 		if changed || !running {
-			start := r.now()
-			if err := r.waitStaticPod(ctx, c, t.node.Name, hash, w.Data); err != nil {
-				return ch, err
-			}
-			ch.Changed = true
-			did = append(did, fmt.Sprintf("%s restarted (%s)", c, r.since(start)))
-			r.countRestart(c, t.node.Name)
+			waits = append(waits, pending{component: c, hash: hash, data: w.Data, start: r.now()})
 		}
+	}
+	for _, p := range waits {
+		if err := r.waitStaticPod(ctx, p.component, t.node.Name, p.hash, p.data); err != nil {
+			return ch, err
+		}
+		ch.Changed = true
+		did = append(did, fmt.Sprintf("%s restarted (%s)", p.component, r.since(p.start)))
+		r.countRestart(p.component, t.node.Name)
 	}
 	if len(t.kubeletFiles) > 0 {
 		stale, err := r.kubeletStale(ctx, t)
