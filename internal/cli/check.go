@@ -200,23 +200,33 @@ func (o *CheckOptions) AddFlags(f *pflag.FlagSet) {
 func (o *CheckOptions) Complete(env Env, flags *pflag.FlagSet) error {
 	env = env.withDefaults()
 	o.gather, o.getenv, o.now, o.logger = env.Gather, env.Getenv, env.Now, env.logger()
-	if !flags.Changed("ssh-user") {
-		o.SSHUser = env.Getenv(EnvSSHUser)
-	}
-	if !flags.Changed("ssh-key") {
-		o.SSHKeys = splitPathList(env.Getenv(EnvSSHKey))
-	}
-	if !flags.Changed("ssh-known-hosts") {
-		o.SSHKnownHosts = splitPathList(env.Getenv(EnvSSHKnownHosts))
-	}
-	if o.InventoryFile != "" {
-		f, err := inventory.LoadFile(o.InventoryFile)
-		if err != nil {
-			return fmt.Errorf("--inventory: %w", err)
-		}
-		o.inventory = f
+	var err error
+	if o.inventory, err = nodeAccessDefaults(env, flags, &o.SSHUser, &o.SSHKeys, &o.SSHKnownHosts, o.InventoryFile); err != nil {
+		return err
 	}
 	return nil
+}
+
+// nodeAccessDefaults fills the SSH settings the command line left unset
+// from the environment, and reads the inventory file if one is named.
+func nodeAccessDefaults(env Env, flags *pflag.FlagSet, user *string, keys, knownHosts *[]string, inventoryFile string) (*inventory.File, error) {
+	if !flags.Changed("ssh-user") {
+		*user = env.Getenv(EnvSSHUser)
+	}
+	if !flags.Changed("ssh-key") {
+		*keys = splitPathList(env.Getenv(EnvSSHKey))
+	}
+	if !flags.Changed("ssh-known-hosts") {
+		*knownHosts = splitPathList(env.Getenv(EnvSSHKnownHosts))
+	}
+	if inventoryFile == "" {
+		return nil, nil
+	}
+	f, err := inventory.LoadFile(inventoryFile)
+	if err != nil {
+		return nil, fmt.Errorf("--inventory: %w", err)
+	}
+	return f, nil
 }
 
 func splitPathList(s string) []string {

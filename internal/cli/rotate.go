@@ -157,21 +157,9 @@ func (o *RotateOptions) Complete(env Env, flags *pflag.FlagSet) error {
 	if o.In == nil {
 		o.In = env.Stdin
 	}
-	if !flags.Changed("ssh-user") {
-		o.SSHUser = env.Getenv(EnvSSHUser)
-	}
-	if !flags.Changed("ssh-key") {
-		o.SSHKeys = splitPathList(env.Getenv(EnvSSHKey))
-	}
-	if !flags.Changed("ssh-known-hosts") {
-		o.SSHKnownHosts = splitPathList(env.Getenv(EnvSSHKnownHosts))
-	}
-	if o.InventoryFile != "" {
-		f, err := inventory.LoadFile(o.InventoryFile)
-		if err != nil {
-			return fmt.Errorf("--inventory: %w", err)
-		}
-		o.inventory = f
+	var err error
+	if o.inventory, err = nodeAccessDefaults(env, flags, &o.SSHUser, &o.SSHKeys, &o.SSHKnownHosts, o.InventoryFile); err != nil {
+		return err
 	}
 	if o.StateDir == "" {
 		d, err := state.DefaultRoot()
