@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -422,12 +423,16 @@ func joinFreshWorker(t *testing.T, l *lab.Lab, r *rotator, worker string) {
 	if err := c.CoreV1().Nodes().Delete(ctx, worker, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	token, err := l.Exec(ctx, cp, "kubeadm", "token", "create")
+	out, err := l.Exec(ctx, cp, "kubeadm", "token", "create")
 	if err != nil {
-		t.Fatalf("kubeadm token create: %v\n%s", err, token)
+		t.Fatalf("kubeadm token create: %v\n%s", err, out)
+	}
+	token := regexp.MustCompile(`[a-z0-9]{6}\.[a-z0-9]{16}`).FindString(out)
+	if token == "" {
+		t.Fatalf("kubeadm token create printed no token:\n%s", out)
 	}
 	n, _ := l.Node(worker)
-	if err := l.KubeadmJoin(ctx, n, strings.TrimSpace(token), hash, ""); err != nil {
+	if err := l.KubeadmJoin(ctx, n, token, hash, ""); err != nil {
 		t.Fatalf("kubeadm join %s with %s: %v", worker, hash, err)
 	}
 	waitFor(t, worker+" Ready after joining", 3*time.Minute, func() (bool, error) { return nodeReadyIs(ctx, l, worker, true) })
