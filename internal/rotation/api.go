@@ -171,7 +171,8 @@ func (r *Rotation) rootCAStep(s Stage) engine.Step[*Rotation] {
 			if err != nil {
 				return engine.Change{}, err
 			}
-			return engine.Change{Detail: fmt.Sprintf("kube-root-ca.crt holds the %s in %d/%d namespaces", describeBundle(s), st.Matching, st.Namespaces)}, nil
+			// Changed: the step had to wait for it, which is worth seeing.
+			return engine.Change{Changed: true, Detail: fmt.Sprintf("kube-root-ca.crt holds the %s in %d/%d namespaces", describeBundle(s), st.Matching, st.Namespaces)}, nil
 		},
 		Describe: func(ctx context.Context, r *Rotation) (engine.Plan, error) {
 			return engine.Plan{Summary: "wait until every namespace's kube-root-ca.crt holds the " + describeBundle(s)}, nil
@@ -388,7 +389,7 @@ func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
 				case <-time.After(d):
 				}
 			}
-			return engine.Change{Detail: fmt.Sprintf("waited %s", d.Round(time.Second))}, nil
+			return engine.Change{Changed: d > 0, Detail: fmt.Sprintf("waited %s", d.Round(time.Second))}, nil
 		},
 		Describe: func(ctx context.Context, r *Rotation) (engine.Plan, error) {
 			d, _ := remaining(ctx)
