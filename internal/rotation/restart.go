@@ -129,30 +129,34 @@ func (r *Rotation) kubeletStart(ctx context.Context, nodeName string) (time.Time
 }
 
 // restartKubelet restarts the node's kubelet with the configured command
-// and waits until the new process heartbeats and the node is Ready.
+// and waits until a new kubelet process runs, has renewed the node's lease
+// and the node is Ready.
 func (r *Rotation) restartKubelet(ctx context.Context, n *Node) error {
-	before := r.now()
+	prev, _ := r.kubeletStart(ctx, n.Name) // zero when unknown: any start will do
 	if _, err := n.Exec.Run(ctx, r.KubeletRestart, nil); err != nil {
 		return fmt.Errorf("node %s: restart the kubelet with %q: %w", n.Name, strings.Join(r.KubeletRestart, " "), err)
 	}
-	return r.waitKubelet(ctx, n, before)
-}
-
-// waitKubelet waits until the node's lease is renewed after since and the
-// node is Ready, unless the operator allowed it to be unready.
-func (r *Rotation) waitKubelet(ctx context.Context, n *Node, since time.Time) error {
 	if n.AllowUnready {
 		return nil
 	}
 	var why string
 	err := wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().Kubelet, true, func(ctx context.Context) (bool, error) {
+		started, err := r.kubeletStart(ctx, n.Name)
+		if err != nil {
+			why = err.Error()
+			return false, nil
+		}
+		if !started.After(prev) {
+			why = "the old kubelet process still answers"
+			return false, nil
+		}
 		lease, err := r.Client.CoordinationV1().Leases("kube-node-lease").Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
 			why = err.Error()
 			return false, nil
 		}
-		if lease.Spec.RenewTime == nil || lease.Spec.RenewTime.Time.Before(since.Add(-time.Second)) {
-			why = "its lease was not renewed since the restart"
+		if lease.Spec.RenewTime == nil || lease.Spec.RenewTime.Time.Before(started.Add(-startTimeSlack)) {
+			why = "the new kubelet has not renewed the node's lease yet"
 			return false, nil
 		}
 		nd, err := r.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
@@ -161,7 +165,7 @@ func (r *Rotation) waitKubelet(ctx context.Context, n *Node, since time.Time) er
 			return false, nil
 		}
 		if !nodeReady(nd) {
-			why = "it is not Ready"
+			why = "the node is not Ready"
 			return false, nil
 		}
 		return true, nil
