@@ -183,24 +183,9 @@ func (r *Runner[D]) applyStep(ctx context.Context, d D, phase string, s Step[D])
 		r.report(e)
 		return nil
 	}
-	if err := r.journal(phase, s, ActionApply, Change{}, nil); err != nil {
-		return fail("journal", err)
-	}
-	if err := r.hook(phase, s.Name, BeforeApply); err != nil {
-		return fail(BeforeApply, err)
-	}
-	change, err := s.Apply(ctx, d)
-	if err != nil {
-		if jerr := r.journal(phase, s, ActionApplyFailed, change, err); jerr != nil {
-			err = errors.Join(err, jerr)
-		}
-		return fail("apply", err)
-	}
-	if err := r.journal(phase, s, ActionApplied, change, nil); err != nil {
-		return fail("journal", err)
-	}
-	if err := r.hook(phase, s.Name, AfterApply); err != nil {
-		return fail(AfterApply, err)
+	change, failure := r.perform(ctx, d, phase, s, applying, s.Apply)
+	if failure != nil {
+		return fail(failure.op, failure.err)
 	}
 	e.Outcome, e.Detail, e.Duration = outcome(change, Changed), change.Detail, r.since(start)
 	r.report(e)
@@ -238,28 +223,57 @@ func (r *Runner[D]) undoStep(ctx context.Context, d D, phase string, s Step[D]) 
 		r.report(e)
 		return err
 	}
-	if err := r.journal(phase, s, ActionUndo, Change{}, nil); err != nil {
-		return fail("journal", err)
-	}
-	if err := r.hook(phase, s.Name, BeforeUndo); err != nil {
-		return fail(BeforeUndo, err)
-	}
-	change, err := s.Undo(ctx, d)
-	if err != nil {
-		if jerr := r.journal(phase, s, ActionUndoFailed, change, err); jerr != nil {
-			err = errors.Join(err, jerr)
-		}
-		return fail("undo", err)
-	}
-	if err := r.journal(phase, s, ActionUndone, change, nil); err != nil {
-		return fail("journal", err)
-	}
-	if err := r.hook(phase, s.Name, AfterUndo); err != nil {
-		return fail(AfterUndo, err)
+	change, failure := r.perform(ctx, d, phase, s, undoing, s.Undo)
+	if failure != nil {
+		return fail(failure.op, failure.err)
 	}
 	e.Outcome, e.Detail, e.Duration = outcome(change, Undone), change.Detail, r.since(start)
 	r.report(e)
 	return nil
+}
+
+// direction names one way of running a step in the journal, the hooks and
+// errors.
+type direction struct {
+	op                    string // "apply" or "undo", for errors
+	begin, failed, done   string // journal actions
+	hookBefore, hookAfter string
+}
+
+var (
+	applying = direction{op: "apply", begin: ActionApply, failed: ActionApplyFailed, done: ActionApplied, hookBefore: BeforeApply, hookAfter: AfterApply}
+	undoing  = direction{op: "undo", begin: ActionUndo, failed: ActionUndoFailed, done: ActionUndone, hookBefore: BeforeUndo, hookAfter: AfterUndo}
+)
+
+// stepFailure says where in perform a step failed.
+type stepFailure struct {
+	op  string
+	err error
+}
+
+// perform journals the intent, calls the hooks around run and journals
+// what run changed (or why it failed).
+func (r *Runner[D]) perform(ctx context.Context, d D, phase string, s Step[D], dir direction, run func(context.Context, D) (Change, error)) (Change, *stepFailure) {
+	if err := r.journal(phase, s, dir.begin, Change{}, nil); err != nil {
+		return Change{}, &stepFailure{"journal", err}
+	}
+	if err := r.hook(phase, s.Name, dir.hookBefore); err != nil {
+		return Change{}, &stepFailure{dir.hookBefore, err}
+	}
+	change, err := run(ctx, d)
+	if err != nil {
+		if jerr := r.journal(phase, s, dir.failed, change, err); jerr != nil {
+			err = errors.Join(err, jerr)
+		}
+		return change, &stepFailure{dir.op, err}
+	}
+	if err := r.journal(phase, s, dir.done, change, nil); err != nil {
+		return change, &stepFailure{"journal", err}
+	}
+	if err := r.hook(phase, s.Name, dir.hookAfter); err != nil {
+		return change, &stepFailure{dir.hookAfter, err}
+	}
+	return change, nil
 }
 
 func (r *Runner[D]) runGate(ctx context.Context, d D, phase string, g *Gate[D]) error {
