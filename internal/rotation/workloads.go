@@ -86,6 +86,16 @@ func (r *Rotation) workloadsStep() engine.Step[*Rotation] {
 			if err != nil {
 				return pl, err
 			}
+			st, _, err := workload.RootCAStatusNow(ctx, r.Client, pki.BuildBundle(r.M.Old[model.ClusterCA].Cert, r.M.New[model.ClusterCA].Cert))
+			if err != nil {
+				return pl, err
+			}
+			if st.Matching < st.Namespaces {
+				// The bundle has not reached the namespaces yet: every pod
+				// running now will have started before it.
+				now := r.now()
+				opts.Since = func(string) time.Time { return now }
+			}
 			p, err := workload.PlanRestarts(ctx, r.Client, opts)
 			if err != nil {
 				return pl, err
