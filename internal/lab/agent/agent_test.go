@@ -65,6 +65,16 @@ func TestKlogTimeAndJournalctlSince(t *testing.T) {
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
 	}
+	// journalctl also takes a zone after the time, as carotate's log gate
+	// passes it.
+	out.Reset()
+	utc := now.In(time.UTC).Add(-45 * time.Minute).Format("2006-01-02 15:04:05") + " UTC"
+	if code := Journalctl(dir, []string{"-u", "kubelet", "--since", utc}, now, &out, &errOut); code != 0 {
+		t.Fatalf("--since %q: exit %d: %s", utc, code, errOut.String())
+	}
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("--since %q (-want +got)\n%s", utc, diff)
+	}
 	if code := Journalctl(dir, []string{"-u", "nothere"}, now, &out, &errOut); code == 0 {
 		t.Error("journalctl for a unit without a log exited 0")
 	}
