@@ -416,3 +416,47 @@ func caSubjects(kc string) string {
 	}
 	return strings.Join(out, " + ")
 }
+
+// rootCARestoredStep is first in trust so that rollback undoes it last,
+// once every kube-controller-manager runs with its original --root-ca-file
+// again: it waits until every namespace's kube-root-ca.crt is back to the
+// old CA alone, so that a rolled-back cluster is whole (and a new rotation
+// does not find a bundle there).
+func (r *Rotation) rootCARestoredStep() engine.Step[*Rotation] {
+	return engine.Step[*Rotation]{
+		Name:   "kube-root-ca.crt back to the old CA",
+		Target: engine.Target{Object: "ConfigMap */kube-root-ca.crt"},
+		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
+			return true, "only rollback waits here", nil
+		},
+		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) { return engine.Change{}, nil },
+		Undo: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+			want, err := r.originalRootCA()
+			if err != nil {
+				return engine.Change{}, err
+			}
+			st, _, err := workload.RootCAStatusNow(ctx, r.Client, want)
+			if err != nil {
+				return engine.Change{}, err
+			}
+			if st.Matching == st.Namespaces {
+				return engine.Change{}, nil
+			}
+			if st, err = workload.WaitRootCA(ctx, r.Client, want, r.timeouts().RootCA); err != nil {
+				return engine.Change{}, err
+			}
+			return engine.Change{Changed: true, Detail: fmt.Sprintf("kube-root-ca.crt holds the old CA again in %d/%d namespaces", st.Matching, st.Namespaces)}, nil
+		},
+	}
+}
+
+// originalRootCA is what kube-controller-manager published before the
+// rotation: the bytes of the first control plane's ca.crt.
+func (r *Rotation) originalRootCA() ([]byte, error) {
+	for _, n := range r.controlPlanes() {
+		if f, ok := r.M.original(n.Name, caCert); ok {
+			return f.Content, nil
+		}
+	}
+	return nil, fmt.Errorf("no control plane's %s is in the backup", caCert)
+}

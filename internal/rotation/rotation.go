@@ -182,7 +182,7 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 		prepare = append(prepare, transition{node: n, to: Prepared, files: newFiles}.step("distribute the new CAs"))
 	}
 
-	trust = append(trust, r.extensionAuthRestoreStep())
+	trust = append(trust, r.extensionAuthRestoreStep(), r.rootCARestoredStep())
 	for _, n := range r.controlPlanes() {
 		trust = append(trust,
 			transition{node: n, to: Trusted,
