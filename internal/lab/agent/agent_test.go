@@ -68,7 +68,7 @@ func TestKlogTimeAndJournalctlSince(t *testing.T) {
 	// journalctl also takes a zone after the time, as carotate's log gate
 	// passes it.
 	out.Reset()
-	utc := now.In(time.UTC).Add(-45 * time.Minute).Format("2006-01-02 15:04:05") + " UTC"
+	utc := now.In(time.UTC).Add(-45*time.Minute).Format("2006-01-02 15:04:05") + " UTC"
 	if code := Journalctl(dir, []string{"-u", "kubelet", "--since", utc}, now, &out, &errOut); code != 0 {
 		t.Fatalf("--since %q: exit %d: %s", utc, code, errOut.String())
 	}
