@@ -164,15 +164,7 @@ could not be inspected, 1 bad usage.`,
   carotate check --kubeconfig admin.conf --ssh-user ubuntu --sudo --ssh-key ~/.ssh/id_ed25519
   carotate check --inventory nodes.yaml --output json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(env, cmd.Flags()); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runOptions(env, o),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Version is carotate's version, set at build time with
@@ -143,4 +144,26 @@ func newVersionCommand() *cobra.Command {
 func stdinIsTerminal() bool {
 	fi, err := os.Stdin.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// options is a command in kubectl's shape: Complete fills defaults from the
+// environment, Validate refuses bad flags before anything is contacted,
+// Run does the work.
+type options interface {
+	Complete(env Env, flags *pflag.FlagSet) error
+	Validate() error
+	Run(ctx context.Context) error
+}
+
+// runOptions is the RunE of a command built on o.
+func runOptions(env Env, o options) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := o.Complete(env, cmd.Flags()); err != nil {
+			return err
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(cmd.Context())
+	}
 }

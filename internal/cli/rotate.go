@@ -86,15 +86,7 @@ func newRotationCommand(env Env, name, short, long string) *cobra.Command {
 		KubeletLogCommand: "journalctl -u kubelet --since {since} --no-pager -o cat", ReloadWait: 5*time.Minute + 15*time.Second}
 	cmd := &cobra.Command{
 		Use: name, Short: short, Long: long, Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(env, cmd.Flags()); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runOptions(env, o),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
