@@ -8,6 +8,7 @@ import (
 
 	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/node"
 )
 
 // manifests reads every file the kubelet would load from manifests/: every
@@ -133,4 +134,39 @@ func (in *inspector) flagFiles(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// StrayManifests lists the strays in a node's manifest directory now, the
+// way the kubelet would load them, for the re-check before every step of a
+// rotation: a copy that appears mid-run makes the kubelet flip between two
+// definitions of one pod.
+func StrayManifests(ctx context.Context, ex node.Executor, dir string) ([]string, error) {
+	entries, err := ex.ReadDir(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	var strays []string
+	var parsed []*manifest.Manifest
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name, ".") || e.Mode.IsDir() {
+			continue
+		}
+		p := path.Join(dir, e.Name)
+		data, err := ex.ReadFile(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		m, err := manifest.Parse(p, data)
+		if err != nil {
+			strays = append(strays, p)
+			continue
+		}
+		parsed = append(parsed, m)
+	}
+	_, stray := splitStrays(parsed)
+	for _, m := range stray {
+		strays = append(strays, m.Source)
+	}
+	sort.Strings(strays)
+	return strays, nil
 }
