@@ -308,7 +308,7 @@ func TestRerunChangesNothing(t *testing.T) {
 func failAt(n int, when string) Hook {
 	var mu sync.Mutex
 	calls := 0
-	return func(phase, step, w string) error {
+	return func(phase, step string, _ Target, w string) error {
 		if w != when {
 			return nil
 		}

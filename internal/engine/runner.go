@@ -38,9 +38,12 @@ const (
 )
 
 // Hook is called around every Apply and Undo; an error fails the step
-// there. It is the seam through which tests (and crash tests) fail a run at
-// any step: "after-apply" fails a step whose change is already made.
-type Hook func(phase, step, when string) error
+// there. It is the seam through which tests fail a run at any step
+// ("after-apply" fails a step whose change is already made), and through
+// which the CLI re-checks, just before a step changes a node, what
+// preflight checked once: that the lock is still held and that the node's
+// manifest directory has no strays.
+type Hook func(phase, step string, target Target, when string) error
 
 // Runner drives phases of steps. The zero value runs one step at a time,
 // reports nothing and keeps no journal.
@@ -257,7 +260,7 @@ func (r *Runner[D]) perform(ctx context.Context, d D, phase string, s Step[D], d
 	if err := r.journal(phase, s, dir.begin, Change{}, nil); err != nil {
 		return Change{}, &stepFailure{"journal", err}
 	}
-	if err := r.hook(phase, s.Name, dir.hookBefore); err != nil {
+	if err := r.hook(phase, s, dir.hookBefore); err != nil {
 		return Change{}, &stepFailure{dir.hookBefore, err}
 	}
 	change, err := run(ctx, d)
@@ -270,7 +273,7 @@ func (r *Runner[D]) perform(ctx context.Context, d D, phase string, s Step[D], d
 	if err := r.journal(phase, s, dir.done, change, nil); err != nil {
 		return change, &stepFailure{"journal", err}
 	}
-	if err := r.hook(phase, s.Name, dir.hookAfter); err != nil {
+	if err := r.hook(phase, s, dir.hookAfter); err != nil {
 		return change, &stepFailure{dir.hookAfter, err}
 	}
 	return change, nil
@@ -383,11 +386,11 @@ func (r *Runner[D]) journal(phase string, s Step[D], action string, c Change, st
 	return nil
 }
 
-func (r *Runner[D]) hook(phase, step, when string) error {
+func (r *Runner[D]) hook(phase string, s Step[D], when string) error {
 	if r.Hook == nil {
 		return nil
 	}
-	return r.Hook(phase, step, when)
+	return r.Hook(phase, s.Name, s.Target, when)
 }
 
 func (r *Runner[D]) report(e Event) {
