@@ -89,7 +89,8 @@ type Facts struct {
 // which owners to leave alone. A pod counts when it is not a mirror pod, is
 // running or pending and not being deleted, uses in-cluster config
 // (UsesInClusterConfig) and started before since(its namespace)
-// (StartedBefore). Only opts.Annotation and opts.Since are read.
+// (StartedBefore), and after opts.StartedAfter when that is set. Only
+// opts.Annotation, opts.Since and opts.StartedAfter are read.
 func Decide(f Facts, opts Options) Plan {
 	ix := newIndex(f)
 	stale := map[owner]int{}
@@ -98,7 +99,7 @@ func Decide(f Facts, opts Options) Plan {
 	for i := range f.Pods {
 		pod := &f.Pods[i]
 		since := sinceOf(opts, pod.Namespace)
-		if !needsRestart(pod, since) {
+		if !needsRestart(pod, since, opts.StartedAfter) {
 			continue
 		}
 		o, why := ix.ownerOf(pod)
@@ -169,8 +170,9 @@ func sinceOf(opts Options, namespace string) time.Time {
 
 // needsRestart: a pod that is still (or about to be) running, is not a
 // mirror pod, reads the cluster CA through its service-account volume and
-// started before the new bundle reached its namespace.
-func needsRestart(pod *corev1.Pod, since time.Time) bool {
+// started before the new bundle reached its namespace (and after
+// startedAfter, when that is set).
+func needsRestart(pod *corev1.Pod, since, startedAfter time.Time) bool {
 	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
 		return false
 	}
@@ -178,6 +180,9 @@ func needsRestart(pod *corev1.Pod, since time.Time) bool {
 		return false
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return false
+	}
+	if !startedAfter.IsZero() && !startedAt(pod).After(startedAfter) {
 		return false
 	}
 	return UsesInClusterConfig(pod) && StartedBefore(pod, since)

@@ -359,3 +359,26 @@ func TestKindOf(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideStartedAfter is the rollback from a partly run finalize: only
+// pods that started after finalize began may hold a new-only bundle.
+func TestDecideStartedAfter(t *testing.T) {
+	kubeProxy := daemonSet("kube-system", "kube-proxy", dsLabel("k8s-app", "kube-proxy"))
+	web := deployment("shop", "web")
+	webRS := replicaSet("shop", "web-6b7f", controllerRef("apps/v1", "Deployment", "web"))
+	finalizeBegan := bundleAt.Add(-time.Minute)
+	facts := Facts{
+		DaemonSets:  []appsv1.DaemonSet{kubeProxy},
+		Deployments: []appsv1.Deployment{web},
+		ReplicaSets: []appsv1.ReplicaSet{webRS},
+		Pods: []corev1.Pod{
+			pod("kube-system", "kube-proxy-old", ownedBy("apps/v1", "DaemonSet", "kube-proxy"), started(finalizeBegan.Add(-time.Hour))),
+			pod("shop", "web-6b7f-new", ownedBy("apps/v1", "ReplicaSet", "web-6b7f"), started(finalizeBegan.Add(10*time.Second))),
+		},
+	}
+	got := Decide(facts, Options{Annotation: "rot-1/rollback", Since: sinceAll, StartedAfter: finalizeBegan})
+	want := Plan{Restart: []Workload{wl("Deployment", "shop", "web", 1)}}
+	if diff := cmp.Diff(want, got, ignoreReason, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+}

@@ -56,6 +56,10 @@ type Options struct {
 	// RootCAUpdateTimes); pods that started earlier are restarted. A zero
 	// time restarts nothing in that namespace.
 	Since func(namespace string) time.Time
+	// StartedAfter, when set, counts only pods that started after it: a
+	// rollback from a partly run finalize restarts the pods that may have
+	// read a new-only kube-root-ca.crt, and no others.
+	StartedAfter time.Time
 	// RolloutTimeout bounds the wait for each rollout and for each evicted
 	// pod to be gone; DefaultRolloutTimeout when zero.
 	RolloutTimeout time.Duration
@@ -347,7 +351,7 @@ func (a applier) evict(ctx context.Context, w Workload) (bool, error) {
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("evict %s: %w", w, err)
-	case !needsRestart(pod, sinceOf(a.opts, w.Namespace)):
+	case !needsRestart(pod, sinceOf(a.opts, w.Namespace), a.opts.StartedAfter):
 		a.opts.progress("%s: replaced or terminating since the plan, left alone", w)
 		return false, nil
 	}
