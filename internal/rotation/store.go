@@ -2,11 +2,13 @@ package rotation
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -22,9 +24,12 @@ import (
 	"github.com/carotate/carotate/internal/state/backup"
 )
 
-// Store keeps a rotation's material in its state directory: the backup of
-// the originals (which also holds both CA keys), the new CAs, and the
-// reissued certificates, sealed with the operator's backup key.
+// Store keeps a rotation's material in its state directory, all of it
+// sealed with the operator's backup key: the backup of the originals (which
+// also holds the old and the new CA keys), the old CAs and the new CAs
+// each in a file of their own (so that every CA key has two sealed copies
+// until finalize), and the reissued certificates. Nothing in it is a
+// private key in the clear.
 type Store struct {
 	Dir *state.Dir
 	Key backup.Key
@@ -33,7 +38,10 @@ type Store struct {
 const (
 	originalsFile = "originals.enc"
 	leavesFile    = "leaves.enc"
+	newCANode     = "new-ca" // the new CAs' entries in the backup
 )
+
+var rotatedKinds = []model.CAKind{model.ClusterCA, model.FrontProxyCA}
 
 func (s *Store) path(name string) string { return s.Dir.Join(state.BackupDir, name) }
 
@@ -41,58 +49,148 @@ func (s *Store) path(name string) string { return s.Dir.Join(state.BackupDir, na
 // touches.
 func (s *Store) BackupPath() string { return s.path(originalsFile) }
 
-// Saved reports whether the material of a rotation is already kept.
+// files are everything Save writes, in the order it writes them: the
+// backup goes last, so that a crash before it leaves Saved false and the
+// material is made again, and a backup once written never changes.
+func (s *Store) files() []string {
+	return []string{s.Dir.Join(state.OldCAs.File()), s.Dir.Join(state.NewCAs.File()), s.path(leavesFile), s.path(originalsFile)}
+}
+
+// Saved reports whether the material of a rotation is already kept. It
+// only looks for the files: a damaged file, or one sealed with another key,
+// makes Load fail rather than a new material be made.
 func (s *Store) Saved() bool {
-	for _, p := range []string{s.path(originalsFile), s.path(leavesFile)} {
+	for _, p := range s.files() {
 		if _, err := os.Stat(p); err != nil {
-			return false
-		}
-	}
-	for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
-		if _, err := s.Dir.LoadCA(k); err != nil {
 			return false
 		}
 	}
 	return true
 }
 
-// Save keeps m: the backup first (it never changes once written), then
-// the new CAs, then the reissued certificates.
+// Save keeps m, before anything changes on the cluster: first the old
+// CAs (their keys are then on the nodes and in the state directory), then
+// the new CAs (their keys go nowhere before they are kept), then the
+// reissued certificates, and last the backup of the originals, which holds
+// both again. A backup already there (the rest of the material went
+// missing) is never rewritten, and must hold the same CAs as m.
 func (s *Store) Save(m *Material, now time.Time) error {
-	if _, err := os.Stat(s.path(originalsFile)); errors.Is(err, fs.ErrNotExist) {
-		c := backup.Contents{CreatedAt: now, RotationID: m.RotationID}
-		for _, f := range m.Originals {
-			c.Files = append(c.Files, f)
-		}
-		sort.Slice(c.Files, func(i, j int) bool {
-			return c.Files[i].Node+":"+c.Files[i].Path < c.Files[j].Node+":"+c.Files[j].Path
-		})
-		for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
-			keyPEM, err := m.New[k].Key.MarshalPEM()
-			if err != nil {
-				return err
-			}
-			c.Files = append(c.Files,
-				backup.File{Node: "new-ca", Path: string(k) + ".crt", Mode: 0o644, Content: m.New[k].CertPEM()},
-				backup.File{Node: "new-ca", Path: string(k) + ".key", Mode: 0o600, Content: keyPEM})
-		}
-		for _, o := range m.Objects {
-			c.Objects = append(c.Objects, o)
-		}
-		sort.Slice(c.Objects, func(i, j int) bool { return c.Objects[i].Name < c.Objects[j].Name })
-		if err := backup.Write(s.path(originalsFile), s.Key, c); err != nil {
-			return fmt.Errorf("write the backup: %w", err)
+	for _, k := range rotatedKinds {
+		if m.Old[k] == nil || m.New[k] == nil {
+			return fmt.Errorf("save the rotation's material: no old or new %s ca", k)
 		}
 	}
-	for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
-		if err := s.Dir.SaveCA(k, m.New[k].CertPEM(), m.New[k].Key); err != nil {
+	_, err := os.Stat(s.path(originalsFile))
+	haveBackup := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("write the backup: %w", err)
+	}
+	if haveBackup {
+		if err := s.checkBackup(m); err != nil {
 			return err
 		}
 	}
-	return backup.Write(s.path(leavesFile), s.Key, backup.Contents{CreatedAt: now, RotationID: m.RotationID, Files: m.leafFiles()})
+	old := map[model.CAKind]*pki.CA{}
+	for _, k := range rotatedKinds {
+		old[k] = m.Old[k]
+	}
+	if err := s.Dir.SaveCAs(state.OldCAs, s.Key, old); err != nil {
+		return err
+	}
+	newCAs := map[model.CAKind]*pki.CA{}
+	for _, k := range rotatedKinds {
+		newCAs[k] = m.New[k]
+	}
+	if err := s.Dir.SaveCAs(state.NewCAs, s.Key, newCAs); err != nil {
+		return err
+	}
+	if err := backup.Write(s.path(leavesFile), s.Key, backup.Contents{CreatedAt: now, RotationID: m.RotationID, Files: m.leafFiles()}); err != nil {
+		return err
+	}
+	if haveBackup {
+		return nil
+	}
+	c := backup.Contents{CreatedAt: now, RotationID: m.RotationID}
+	for _, f := range m.Originals {
+		c.Files = append(c.Files, f)
+	}
+	sort.Slice(c.Files, func(i, j int) bool {
+		return c.Files[i].Node+":"+c.Files[i].Path < c.Files[j].Node+":"+c.Files[j].Path
+	})
+	for _, k := range rotatedKinds {
+		keyPEM, err := m.New[k].Key.MarshalPEM()
+		if err != nil {
+			return err
+		}
+		c.Files = append(c.Files,
+			backup.File{Node: newCANode, Path: string(k) + ".crt", Mode: 0o644, Content: m.New[k].CertPEM()},
+			backup.File{Node: newCANode, Path: string(k) + ".key", Mode: 0o600, Content: keyPEM})
+	}
+	for _, o := range m.Objects {
+		c.Objects = append(c.Objects, o)
+	}
+	sort.Slice(c.Objects, func(i, j int) bool { return c.Objects[i].Name < c.Objects[j].Name })
+	if err := backup.Write(s.path(originalsFile), s.Key, c); err != nil {
+		return fmt.Errorf("write the backup: %w", err)
+	}
+	return nil
 }
 
-// Load reads back what Save kept.
+// checkBackup refuses to keep m beside a backup of other CAs.
+func (s *Store) checkBackup(m *Material) error {
+	orig, err := backup.Read(s.path(originalsFile), s.Key)
+	if err != nil {
+		return err
+	}
+	if orig.RotationID != m.RotationID {
+		return fmt.Errorf("the backup %s belongs to rotation %s, not %s", s.path(originalsFile), orig.RotationID, m.RotationID)
+	}
+	fromBackup, old, err := casInBackup(orig)
+	if err != nil {
+		return err
+	}
+	for _, k := range rotatedKinds {
+		if fromBackup[k] == nil || !fromBackup[k].Cert.Equal(m.New[k].Cert) || !old[k].Cert.Equal(m.Old[k].Cert) {
+			return fmt.Errorf("the backup %s of rotation %s holds other %s CAs than the ones being kept, and some of %v is missing: the state directory was changed by hand; restore the missing files, or roll back from the backup", s.path(originalsFile), m.RotationID, k, s.files()[:3])
+		}
+	}
+	return nil
+}
+
+// casInBackup are the new CAs (from the backup's new-ca entries) and the
+// old ones (from the nodes' files) in a backup.
+func casInBackup(orig backup.Contents) (newCAs, old map[model.CAKind]*pki.CA, err error) {
+	originals := map[fileKey]backup.File{}
+	entries := map[string][]byte{}
+	for _, f := range orig.Files {
+		if f.Node == newCANode {
+			entries[f.Path] = f.Content
+			continue
+		}
+		originals[fileKey{f.Node, f.Path}] = f
+	}
+	newCAs = map[model.CAKind]*pki.CA{}
+	for _, k := range rotatedKinds {
+		certPEM, keyPEM := entries[string(k)+".crt"], entries[string(k)+".key"]
+		if certPEM == nil || keyPEM == nil {
+			continue
+		}
+		cert, err := pki.ParseCertificatePEM("backup new "+string(k)+" ca", certPEM)
+		if err != nil {
+			return nil, nil, err
+		}
+		key, err := pki.ParsePrivateKeyPEM("backup new "+string(k)+" ca key", keyPEM)
+		if err != nil {
+			return nil, nil, err
+		}
+		newCAs[k] = &pki.CA{Cert: cert, Key: key}
+	}
+	old, err = oldCAs(originals)
+	return newCAs, old, err
+}
+
+// Load reads back what Save kept, cross-checking the sealed CAs against
+// the backup.
 func (s *Store) Load(rotationID string) (*Material, error) {
 	orig, err := backup.Read(s.path(originalsFile), s.Key)
 	if err != nil {
@@ -108,7 +206,7 @@ func (s *Store) Load(rotationID string) (*Material, error) {
 	m := &Material{RotationID: rotationID, Originals: map[fileKey]backup.File{}, Objects: map[string]backup.Object{},
 		New: map[model.CAKind]*pki.CA{}, Leaves: leavesFromFiles(leaves.Files)}
 	for _, f := range orig.Files {
-		if f.Node == "new-ca" {
+		if f.Node == newCANode {
 			continue
 		}
 		m.Originals[fileKey{f.Node, f.Path}] = f
@@ -116,17 +214,98 @@ func (s *Store) Load(rotationID string) (*Material, error) {
 	for _, o := range orig.Objects {
 		m.Objects[objectKey(o.Kind, o.Namespace, o.Name)] = o
 	}
-	for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
-		ca, err := s.Dir.LoadCA(k)
-		if err != nil {
-			return nil, err
-		}
-		m.New[k] = ca
+	newCAs, err := s.Dir.LoadCAs(state.NewCAs, s.Key)
+	if err != nil {
+		return nil, err
+	}
+	oldSealed, err := s.Dir.LoadCAs(state.OldCAs, s.Key)
+	if err != nil {
+		return nil, err
+	}
+	inBackup, _, err := casInBackup(orig)
+	if err != nil {
+		return nil, err
 	}
 	if m.Old, err = oldCAs(m.Originals); err != nil {
 		return nil, err
 	}
+	for _, k := range rotatedKinds {
+		ca := newCAs[k]
+		if ca == nil {
+			return nil, fmt.Errorf("%s has no new %s ca: %w", s.Dir.Join(state.NewCAs.File()), k, state.ErrNoCA)
+		}
+		if b := inBackup[k]; b != nil && !b.Cert.Equal(ca.Cert) {
+			return nil, fmt.Errorf("the new %s ca in %s is not the one in the backup %s: the state directory was changed by hand", k, s.Dir.Join(state.NewCAs.File()), s.path(originalsFile))
+		}
+		if o := oldSealed[k]; o == nil || !o.Cert.Equal(m.Old[k].Cert) {
+			return nil, fmt.Errorf("the old %s ca in %s is missing or not the one in the backup %s: the state directory was changed by hand", k, s.Dir.Join(state.OldCAs.File()), s.path(originalsFile))
+		}
+		m.New[k] = ca
+	}
 	return m, nil
+}
+
+// DurableKeyCopies counts, for each CA key of m ("old/cluster",
+// "old/front-proxy", "new/cluster", "new/front-proxy"), the sealed files
+// in the rotation's state directory that hold it, by unsealing each file
+// and comparing the key bytes. A rotation keeps every count at 2 or more
+// until finalize is done (the nodes hold more copies; they are not
+// counted). A file that is not sealed is not a copy; a sealed file that
+// cannot be opened with the key is an error.
+func (s *Store) DurableKeyCopies(m *Material) (map[string]int, error) {
+	want := map[string][]byte{}
+	for _, k := range rotatedKinds {
+		for side, cas := range map[string]map[model.CAKind]*pki.CA{"old": m.Old, "new": m.New} {
+			if cas[k] == nil {
+				return nil, fmt.Errorf("no %s %s ca", side, k)
+			}
+			b, err := cas[k].Key.MarshalPEM()
+			if err != nil {
+				return nil, err
+			}
+			want[side+"/"+string(k)] = b
+		}
+	}
+	counts := map[string]int{}
+	for name := range want {
+		counts[name] = 0
+	}
+	err := filepath.WalkDir(s.Dir.Path(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		c, err := backup.Read(p, s.Key)
+		if errors.Is(err, backup.ErrFormat) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		held := map[string]bool{}
+		for _, f := range c.Files {
+			k, err := pki.ParsePrivateKeyPEM(p, f.Content)
+			if err != nil {
+				continue // not a key, or not only a key
+			}
+			b, err := k.MarshalPEM()
+			if err != nil {
+				continue
+			}
+			for name, w := range want {
+				if subtle.ConstantTimeCompare(b, w) == 1 {
+					held[name] = true
+				}
+			}
+		}
+		for name := range held {
+			counts[name]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count the sealed copies of the CA keys in %s: %w", s.Dir.Path(), err)
+	}
+	return counts, nil
 }
 
 func objectKey(kind, ns, name string) string { return kind + " " + ns + "/" + name }
@@ -155,7 +334,7 @@ func (r *Rotation) saveMaterialStep() engine.Step[*Rotation] {
 			for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
 				diffs = append(diffs, engine.CertDiff("", "new "+string(k)+" CA", r.M.Old[k].Cert, r.M.New[k].Cert))
 			}
-			return engine.Plan{Summary: fmt.Sprintf("back up %d files and %d objects, sealed, to %s; keep the new CAs and %d reissued certificates",
+			return engine.Plan{Summary: fmt.Sprintf("back up %d files and %d objects, sealed, to %s; keep the old and new CAs (sealed) and %d reissued certificates",
 				len(r.M.Originals), len(r.M.Objects), r.Store.BackupPath(), len(r.M.Leaves)), Diffs: diffs}, nil
 		},
 	}

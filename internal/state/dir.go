@@ -1,7 +1,9 @@
 // Package state keeps what a rotation must not lose on the operator's
 // machine: one directory per cluster (0700) holding the rotation record, an
-// append-only journal of every side effect, the new CAs before they go
-// anywhere else, and the encrypted backup (package backup).
+// append-only journal of every side effect, the old and new CAs sealed
+// with the backup key (the new ones before they go anywhere else), and the
+// encrypted backup (package backup). No private key is kept there
+// unencrypted.
 //
 // Every file is written crash-safe (temporary file in the same directory,
 // fsync, rename, fsync of the directory) through the same atomic write the

@@ -50,19 +50,26 @@ type Journal struct {
 }
 
 // OpenJournal opens the directory's journal for appending, creating it
-// 0600. now stamps entries that have no time; nil means time.Now. A last
-// line cut short by a crash is terminated and followed by a repair entry,
-// so the next entry does not run into it.
+// 0600. now stamps entries that have no time; nil means time.Now. Lines a
+// crash cut short at the end of the journal are each terminated and
+// followed by a repair entry, so the next entry does not run into them.
+// The repair replaces the journal in one atomic step (temporary file,
+// fsync, rename, fsync of the directory): a crash during it leaves either
+// the journal as it was or the repaired one, both readable.
 func (d *Dir) OpenJournal(now func() time.Time) (*Journal, error) {
 	if now == nil {
 		now = time.Now
 	}
 	path := d.Join(JournalFile)
+	repaired, err := d.repairJournal(now)
+	if err != nil {
+		return nil, fmt.Errorf("open journal %s: repair the lines a crash cut short: %w", path, err)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j := &Journal{f: f, now: now}
+	j := &Journal{f: f, now: now, Repaired: repaired}
 	if err := j.open(path); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
@@ -81,19 +88,57 @@ func (j *Journal) open(path string) error {
 	if fi.Size() == 0 {
 		return syncDir(filepath.Dir(path))
 	}
-	last := make([]byte, 1)
-	if _, err := j.f.ReadAt(last, fi.Size()-1); err != nil {
-		return err
+	return nil
+}
+
+// repairJournal rewrites the journal, atomically, if its last lines were
+// cut short by a crash: every line after the last complete entry (an
+// unterminated last line, or complete lines that are not entries, which a
+// crash of an older carotate in the middle of its two-write repair could
+// leave) is terminated and followed by a repair entry. Nothing before them
+// changes.
+func (d *Dir) repairJournal(now func() time.Time) (bool, error) {
+	data, err := os.ReadFile(d.Join(JournalFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
 	}
-	if last[0] == '\n' {
-		return nil
+	if err != nil {
+		return false, err
 	}
-	if _, err := j.f.Write([]byte("\n")); err != nil {
-		return err
+	// good is the length up to and including the last complete entry's
+	// newline, found from the end: usually the last line is one.
+	good := 0
+	for end := bytes.LastIndexByte(data, '\n') + 1; end > 0; {
+		start := bytes.LastIndexByte(data[:end-1], '\n') + 1
+		var e Entry
+		if json.Unmarshal(data[start:end-1], &e) == nil {
+			good = end
+			break
+		}
+		end = start
 	}
-	j.Repaired = true
-	return j.Append(Entry{Action: ActionTornRepaired,
+	if good == len(data) {
+		return false, nil
+	}
+	marker, err := json.Marshal(Entry{Time: now(), Action: ActionTornRepaired,
 		Detail: "the line before this one was cut short, most likely by a crash while it was written"})
+	if err != nil {
+		return false, err
+	}
+	out := append([]byte(nil), data[:good]...)
+	for _, line := range bytes.SplitAfter(data[good:], []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		out = append(out, bytes.TrimSuffix(line, []byte("\n"))...)
+		out = append(out, '\n')
+		out = append(out, marker...)
+		out = append(out, '\n')
+	}
+	if err := d.writeFile(JournalFile, out); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Append writes e as one line and fsyncs it.
@@ -131,8 +176,9 @@ type TornLine struct {
 // JournalContents is what ReadJournal found.
 type JournalContents struct {
 	Entries []Entry
-	// Torn are lines cut short by a crash: the last line when it has no
-	// newline, and any line that OpenJournal later marked as repaired.
+	// Torn are lines cut short by a crash: the lines after the last
+	// entry (not yet repaired), and any line that OpenJournal marked as
+	// repaired.
 	Torn []TornLine
 }
 
@@ -168,49 +214,38 @@ func ReadJournal(path string) (JournalContents, error) {
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
-	var pending *CorruptError // a bad line, forgiven if a repair entry follows
-	pendingBytes := 0
+	// Bad lines are held until the next entry: one followed by a repair
+	// entry is a line a crash cut short; bad lines at the very end are
+	// what a crash leaves before the next OpenJournal repairs them; any
+	// other is damage.
+	var pending []TornLine
+	var firstErr *CorruptError
 	for n := 1; ; n++ {
 		line, err := r.ReadBytes('\n')
-		if errors.Is(err, io.EOF) {
-			if len(line) == 0 {
-				break
-			}
-			if pending != nil {
-				return out, pending
-			}
-			var e Entry
-			if json.Unmarshal(line, &e) != nil {
-				out.Torn = append(out.Torn, TornLine{Line: n, Bytes: len(line)})
-			} else {
-				out.Entries = append(out.Entries, e)
-			}
+		if errors.Is(err, io.EOF) && len(line) == 0 {
 			break
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, io.EOF) {
 			return out, fmt.Errorf("read journal %s: %w", path, err)
 		}
 		line = bytes.TrimSuffix(line, []byte("\n"))
 		var e Entry
 		if uerr := json.Unmarshal(line, &e); uerr != nil {
-			if pending != nil {
-				return out, pending
+			if firstErr == nil {
+				firstErr = &CorruptError{Path: path, Line: n, Err: uerr}
 			}
-			pending = &CorruptError{Path: path, Line: n, Err: uerr}
-			pendingBytes = len(line)
+			pending = append(pending, TornLine{Line: n, Bytes: len(line)})
 			continue
 		}
-		if pending != nil {
-			if e.Action != ActionTornRepaired {
-				return out, pending
+		if len(pending) > 0 {
+			if len(pending) > 1 || e.Action != ActionTornRepaired {
+				return out, firstErr
 			}
-			out.Torn = append(out.Torn, TornLine{Line: pending.Line, Bytes: pendingBytes})
-			pending = nil
+			out.Torn = append(out.Torn, pending...)
+			pending, firstErr = nil, nil
 		}
 		out.Entries = append(out.Entries, e)
 	}
-	if pending != nil {
-		return out, pending
-	}
+	out.Torn = append(out.Torn, pending...)
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/state/backup"
 )
 
 // Record is the rotation record: which rotation this is, where the journal
@@ -24,6 +25,12 @@ type Record struct {
 	UpdatedAt   time.Time                 `json:"updatedAt"`
 	CAs         map[model.CAKind]CAChange `json:"cas"`
 	ToolVersion string                    `json:"toolVersion"`
+	// BackupKeyPath is the file of the backup key the rotation was started
+	// with, and BackupKeyID that key's id (backup.Key.ID, public): a
+	// resume loads the key from there unless told otherwise, and refuses
+	// any other key (CheckKey).
+	BackupKeyPath string `json:"backupKeyPath,omitempty"`
+	BackupKeyID   string `json:"backupKeyID,omitempty"`
 }
 
 // CAChange is one CA's old and new SPKI sha256 fingerprints.
@@ -72,4 +79,41 @@ func (d *Dir) LoadRecord() (Record, error) {
 		return Record{}, fmt.Errorf("load rotation record %s: %w; it is written atomically, so it was changed by hand or the disk is damaged", path, err)
 	}
 	return r, nil
+}
+
+// SetBackupKey records which key the rotation is sealed with and where it
+// is kept.
+func (r *Record) SetBackupKey(path string, k backup.Key) {
+	r.BackupKeyPath, r.BackupKeyID = path, k.ID()
+}
+
+// KeyMismatchError is a backup key other than the one a rotation was
+// started with.
+type KeyMismatchError struct {
+	RotationID string
+	Path       string // where the record says the key is kept
+	Want, Got  string // key ids
+}
+
+func (e *KeyMismatchError) Error() string {
+	where := ""
+	if e.Path != "" {
+		where = ", kept in " + e.Path
+	}
+	return fmt.Sprintf("rotation %s was started with the backup key %s%s, but the key given is %s; nothing it sealed can be read with another key: pass --backup-key with the key this rotation was started with",
+		e.RotationID, e.Want, where, e.Got)
+}
+
+// CheckKey refuses a backup key other than the one rec was started with,
+// naming both key ids and the key file the record names. A record that
+// names no key (written before carotate recorded it) accepts any key; the
+// sealed files still refuse a wrong one when read.
+func CheckKey(rec Record, k backup.Key) error {
+	if k.IsZero() {
+		return errors.New("no backup key given")
+	}
+	if rec.BackupKeyID == "" || rec.BackupKeyID == k.ID() {
+		return nil
+	}
+	return &KeyMismatchError{RotationID: rec.RotationID, Path: rec.BackupKeyPath, Want: rec.BackupKeyID, Got: k.ID()}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/state/backup"
 )
 
 // withUmask runs the test with umask 000, so that any mode left to the
@@ -80,6 +81,16 @@ func newCA(t *testing.T) *pki.CA {
 	return ca
 }
 
+// newKey makes a backup key outside the state directory.
+func newKey(t *testing.T) backup.Key {
+	t.Helper()
+	k, err := backup.CreateKey(filepath.Join(t.TempDir(), "keys", "backup.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func TestStateDirModesAndNoTempFiles(t *testing.T) {
 	withUmask(t)
 	root := filepath.Join(t.TempDir(), "state", "carotate")
@@ -96,8 +107,8 @@ func TestStateDirModesAndNoTempFiles(t *testing.T) {
 		}
 	}
 	ca := newCA(t)
-	if err := d.SaveCA(model.ClusterCA, ca.CertPEM(), ca.Key); err != nil {
-		t.Fatalf("SaveCA: %v", err)
+	if err := d.SaveCAs(NewCAs, newKey(t), map[model.CAKind]*pki.CA{model.ClusterCA: ca}); err != nil {
+		t.Fatalf("SaveCAs: %v", err)
 	}
 	j, err := d.OpenJournal(func() time.Time { return now })
 	if err != nil {
@@ -109,7 +120,7 @@ func TestStateDirModesAndNoTempFiles(t *testing.T) {
 	j.Close()
 
 	want := []string{
-		". 0700", "backup 0700", "ca 0700", "ca/cluster.crt 0600", "ca/cluster.key 0600",
+		". 0700", "backup 0700", "ca 0700", "ca/cluster.crt 0600", "ca/new-cas.enc 0600",
 		"journal.jsonl 0600", "record.json 0600",
 	}
 	if diff := cmp.Diff(want, listTree(t, d.Path())); diff != "" {
@@ -218,8 +229,11 @@ func TestLoadRecordMissing(t *testing.T) {
 	if _, err := d.LoadRecord(); !errors.Is(err, ErrNoRecord) {
 		t.Errorf("LoadRecord = %v, want ErrNoRecord", err)
 	}
-	if _, err := d.LoadCA(model.ClusterCA); !errors.Is(err, ErrNoCA) {
-		t.Errorf("LoadCA = %v, want ErrNoCA", err)
+	if _, err := d.LoadCAs(NewCAs, newKey(t)); !errors.Is(err, ErrNoCA) {
+		t.Errorf("LoadCAs = %v, want ErrNoCA", err)
+	}
+	if _, err := d.LoadCACert(model.ClusterCA); !errors.Is(err, ErrNoCA) {
+		t.Errorf("LoadCACert = %v, want ErrNoCA", err)
 	}
 }
 
@@ -300,60 +314,284 @@ func TestJournalTornLine(t *testing.T) {
 	}
 }
 
-func TestSaveAndLoadCA(t *testing.T) {
+func TestSaveAndLoadCAsSealed(t *testing.T) {
 	withUmask(t)
+	root := rootDir(t)
+	d, err := Open(root, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := newKey(t)
+	ca, fp, other := newCA(t), newCA(t), newCA(t)
+	// What an older carotate left: the new CA key in the clear.
+	legacyPEM, err := ca.Key.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.Join(CADir, "cluster.key"), legacyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SaveCAs(NewCAs, key, map[model.CAKind]*pki.CA{model.ClusterCA: ca, model.FrontProxyCA: fp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SaveCAs(OldCAs, key, map[model.CAKind]*pki.CA{model.ClusterCA: other}); err != nil {
+		t.Fatal(err)
+	}
+	noPlainKeys(t, root)
+	want := []string{". 0700", "backup 0700", "ca 0700", "ca/cluster.crt 0600", "ca/front-proxy.crt 0600", "ca/new-cas.enc 0600", "ca/old-cas.enc 0600"}
+	if diff := cmp.Diff(want, listTree(t, d.Path())); diff != "" {
+		t.Errorf("state directory (-want +got):\n%s", diff)
+	}
+
+	got, err := d.LoadCAs(NewCAs, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !got[model.ClusterCA].Cert.Equal(ca.Cert) || !pki.KeyMatchesCertificate(got[model.ClusterCA].Key, ca.Cert) ||
+		!got[model.FrontProxyCA].Cert.Equal(fp.Cert) || !pki.KeyMatchesCertificate(got[model.FrontProxyCA].Key, fp.Cert) {
+		t.Error("LoadCAs(new) returned other CAs")
+	}
+	if c, err := d.LoadNewCA(model.FrontProxyCA, key); err != nil || !c.Cert.Equal(fp.Cert) {
+		t.Errorf("LoadNewCA = %v", err)
+	}
+	if o, err := d.LoadCAs(OldCAs, key); err != nil || len(o) != 1 || !o[model.ClusterCA].Cert.Equal(other.Cert) {
+		t.Errorf("LoadCAs(old) = %v", err)
+	}
+	if c, err := d.LoadCACert(model.ClusterCA); err != nil || !c.Equal(ca.Cert) {
+		t.Errorf("LoadCACert = %v", err)
+	}
+	if c, err := d.LoadCA(model.ClusterCA); err != nil || !c.Cert.Equal(ca.Cert) || !c.Key.IsZero() {
+		t.Errorf("deprecated LoadCA = %v, want the certificate only", err)
+	}
+
+	if _, err := d.LoadCAs(NewCAs, newKey(t)); !errors.Is(err, backup.ErrWrongKey) {
+		t.Errorf("LoadCAs with another key = %v, want backup.ErrWrongKey", err)
+	}
+	err = d.SaveCAs(NewCAs, key, map[model.CAKind]*pki.CA{model.ClusterCA: {Cert: ca.Cert, Key: other.Key}})
+	if err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Errorf("SaveCAs with another CA's key = %v", err)
+	}
+	if err := d.SaveCAs(NewCAs, key, map[model.CAKind]*pki.CA{model.ServiceAccountCA: ca}); err == nil {
+		t.Error("SaveCAs accepted a service-account 'ca'")
+	}
+
+	// A readable certificate that is not the sealed one was changed by hand.
+	if err := os.WriteFile(d.Join(CADir, "cluster.crt"), other.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.LoadCAs(NewCAs, key); err == nil || !strings.Contains(err.Error(), "changed by hand") {
+		t.Errorf("LoadCAs with a swapped certificate = %v", err)
+	}
+	// A sealed file someone loosened is refused.
+	if err := os.Chmod(d.Join(OldCAs.File()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var me *ModeError
+	if _, err := d.LoadCAs(OldCAs, key); !errors.As(err, &me) {
+		t.Errorf("LoadCAs of a 0644 file = %v, want a *ModeError", err)
+	}
+}
+
+// noPlainKeys fails if any file under dir holds a private key in the
+// clear.
+func noPlainKeys(t *testing.T, dir string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		n++
+		if strings.Contains(string(b), "PRIVATE KEY") {
+			t.Errorf("%s holds a private key in the clear", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Errorf("no files under %s", dir)
+	}
+}
+
+func TestCheckKey(t *testing.T) {
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "keys", "c1.backup-key")
+	key, err := backup.CreateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec Record
+	rec.RotationID = "r-abc"
+	rec.SetBackupKey(keyPath, key)
 	d, err := Open(rootDir(t), "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, other := newCA(t), newCA(t)
-	if err := d.SaveCA(model.FrontProxyCA, ca.CertPEM(), ca.Key); err != nil {
+	if err := d.SaveRecord(rec); err != nil {
 		t.Fatal(err)
 	}
-	got, err := d.LoadCA(model.FrontProxyCA)
+	raw, err := os.ReadFile(d.Join(RecordFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.Cert.Equal(ca.Cert) || !pki.KeyMatchesCertificate(got.Key, ca.Cert) {
-		t.Error("LoadCA returned another CA")
+	if !strings.Contains(string(raw), `"backupKeyPath": "`+keyPath+`"`) || !strings.Contains(string(raw), `"backupKeyID": "`+key.ID()+`"`) {
+		t.Errorf("record does not name the key:\n%s", raw)
 	}
-
-	keyPEM, err := other.Key.MarshalPEM()
+	rec, err = d.LoadRecord()
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = d.SaveCA(model.ClusterCA, ca.CertPEM(), other.Key)
-	if err == nil || !strings.Contains(err.Error(), "does not belong") {
-		t.Errorf("SaveCA with another CA's key = %v", err)
-	}
-	if err := d.SaveCA(model.ServiceAccountCA, ca.CertPEM(), ca.Key); err == nil {
-		t.Error("SaveCA accepted a service-account 'ca'")
-	}
 
-	// A key file someone loosened is refused, and its content never
-	// appears in the error.
-	if err := os.Chmod(d.Join(CADir, "front-proxy.key"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = d.LoadCA(model.FrontProxyCA)
-	var me *ModeError
-	if !errors.As(err, &me) {
-		t.Fatalf("LoadCA of a 0644 key = %v, want a *ModeError", err)
-	}
-	// Swap in the other key: mismatch is reported by path.
-	if err := os.WriteFile(d.Join(CADir, "front-proxy.key"), keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(d.Join(CADir, "front-proxy.key"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = d.LoadCA(model.FrontProxyCA)
-	if err == nil || !strings.Contains(err.Error(), "does not belong") {
-		t.Errorf("LoadCA with a swapped key = %v", err)
-	}
-	for _, e := range []error{err} {
-		if strings.Contains(e.Error(), string(keyPEM[30:60])) {
-			t.Errorf("key material in error: %v", e)
+	t.Run("missing key refused", func(t *testing.T) {
+		_, err := backup.LoadKey(filepath.Join(dir, "keys", "lost"))
+		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Join(dir, "keys", "lost")) {
+			t.Errorf("LoadKey of a missing file = %v", err)
 		}
+		if err := CheckKey(rec, backup.Key{}); err == nil {
+			t.Error("CheckKey accepted no key")
+		}
+	})
+	t.Run("wrong key refused", func(t *testing.T) {
+		other := newKey(t)
+		err := CheckKey(rec, other)
+		var kme *KeyMismatchError
+		if !errors.As(err, &kme) {
+			t.Fatalf("CheckKey with another key = %v, want a *KeyMismatchError", err)
+		}
+		for _, s := range []string{key.ID(), other.ID(), keyPath, "--backup-key", "r-abc"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%q does not name %s", err, s)
+			}
+		}
+	})
+	t.Run("right key accepted", func(t *testing.T) {
+		k, err := backup.LoadKey(rec.BackupKeyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckKey(rec, k); err != nil {
+			t.Errorf("CheckKey with the right key = %v", err)
+		}
+		if err := CheckKey(Record{RotationID: "r-old"}, k); err != nil {
+			t.Errorf("CheckKey of a record naming no key = %v", err)
+		}
+	})
+}
+
+// tornJournal is a journal with one entry and a crash-cut second line.
+func tornJournal(t *testing.T) (*Dir, string, string) {
+	t.Helper()
+	d, err := Open(t.TempDir(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := d.Join(JournalFile)
+	torn := `{"time":"2026-03-14T12:00:01Z","phase":"trust","st`
+	if err := os.WriteFile(path, []byte(`{"time":"2026-03-14T12:00:00Z","action":"applied"}`+"\n"+torn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return d, path, torn
+}
+
+func actionsOf(c JournalContents) []string {
+	var out []string
+	for _, e := range c.Entries {
+		out = append(out, e.Action)
+	}
+	return out
+}
+
+// TestJournalRepairCrashBetweenWrites: the repair used to terminate the
+// torn line and append its repair entry in two writes. A crash between
+// them (or during the second) left a journal that neither ReadJournal nor
+// later runs could read.
+func TestJournalRepairCrashBetweenWrites(t *testing.T) {
+	t0 := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	marker := `{"time":"2026-03-14T12:00:02Z","action":"` + ActionTornRepaired + `","det`
+	for name, tail := range map[string]string{
+		"after the first write":       "\n",
+		"during the repair entry":     "\n" + marker,
+		"repair entry cut to nothing": "\n" + marker[:1],
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, path, torn := tornJournal(t)
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteString(tail); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			got, err := d.ReadJournal()
+			if err != nil {
+				t.Fatalf("ReadJournal after a crash %s: %v", name, err)
+			}
+			if len(got.Entries) != 1 || len(got.Torn) == 0 || got.Torn[0] != (TornLine{Line: 2, Bytes: len(torn)}) {
+				t.Errorf("ReadJournal = %+v", got)
+			}
+			j, err := d.OpenJournal(func() time.Time { return t0 })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !j.Repaired {
+				t.Error("OpenJournal did not repair")
+			}
+			if err := j.Append(Entry{Action: "apply"}); err != nil {
+				t.Fatal(err)
+			}
+			j.Close()
+			got, err = d.ReadJournal()
+			if err != nil {
+				t.Fatalf("ReadJournal after the next run: %v", err)
+			}
+			if a := actionsOf(got); a[0] != "applied" || a[len(a)-1] != "apply" || len(got.Torn) != len(a)-2 || got.Torn[0].Line != 2 {
+				t.Errorf("after the next run: actions %v, torn %v", a, got.Torn)
+			}
+		})
+	}
+}
+
+// TestJournalRepairIsOneAtomicStep: the repair replaces the journal by a
+// rename, never writing into the file it found, so a crash at any point
+// leaves either the old journal or the repaired one, both readable.
+func TestJournalRepairIsOneAtomicStep(t *testing.T) {
+	d, path, _ := tornJournal(t)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.Open(path) // the file as the crash left it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	j, err := d.OpenJournal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	fi, err := old.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]byte, fi.Size())
+	if _, err := old.ReadAt(seen, 0); err != nil {
+		t.Fatal(err)
+	}
+	if string(seen) != string(before) {
+		t.Errorf("the repair wrote into the journal in place: %q became %q", before, seen)
+	}
+	if got, err := d.ReadJournal(); err != nil || len(got.Torn) != 1 {
+		t.Errorf("repaired journal: %+v, %v", got, err)
+	}
+	if diff := cmp.Diff([]string{". 0700", "backup 0700", "ca 0700", "journal.jsonl 0600"}, listTree(t, d.Path())); diff != "" {
+		t.Errorf("state directory (-want +got):\n%s", diff)
 	}
 }

@@ -50,9 +50,9 @@ func contents() Contents {
 
 func newKey(t *testing.T, dir string) Key {
 	t.Helper()
-	k, created, err := LoadOrCreateKey(filepath.Join(dir, "keys", "backup.key"))
-	if err != nil || !created {
-		t.Fatalf("LoadOrCreateKey = %v, created %v", err, created)
+	k, err := CreateKey(filepath.Join(dir, "keys", "backup.key"))
+	if err != nil {
+		t.Fatalf("CreateKey = %v", err)
 	}
 	return k
 }
@@ -174,13 +174,13 @@ func TestTamperAndWrongKey(t *testing.T) {
 	}
 }
 
-func TestLoadOrCreateKey(t *testing.T) {
+func TestCreateAndLoadKey(t *testing.T) {
 	withUmask(t)
 	dir := privateDir(t)
 	path := filepath.Join(dir, "sub", "backup.key")
-	k1, created, err := LoadOrCreateKey(path)
-	if err != nil || !created {
-		t.Fatalf("first LoadOrCreateKey = %v, created %v", err, created)
+	k1, err := CreateKey(path)
+	if err != nil {
+		t.Fatalf("CreateKey = %v", err)
 	}
 	for p, want := range map[string]fs.FileMode{path: 0o600, filepath.Dir(path): 0o700} {
 		fi, err := os.Stat(p)
@@ -191,23 +191,63 @@ func TestLoadOrCreateKey(t *testing.T) {
 			t.Errorf("%s mode %04o, want %04o", p, fi.Mode().Perm(), want)
 		}
 	}
-	k2, created, err := LoadOrCreateKey(path)
-	if err != nil || created || k2.ID() != k1.ID() {
-		t.Fatalf("second LoadOrCreateKey = %v, created %v, same key %v", err, created, k2.ID() == k1.ID())
+	k2, err := LoadKey(path)
+	if err != nil || k2.ID() != k1.ID() {
+		t.Fatalf("LoadKey = %v, same key %v", err, k2.ID() == k1.ID())
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil || len(raw) != KeySize {
 		t.Fatalf("key file holds %d bytes, %v", len(raw), err)
 	}
 
+	t.Run("existing key file never replaced", func(t *testing.T) {
+		_, err := CreateKey(path)
+		var kfe *KeyFileError
+		if !errors.As(err, &kfe) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "already exists") {
+			t.Errorf("CreateKey of an existing file = %v, want a *KeyFileError naming it", err)
+		}
+		if now, _ := os.ReadFile(path); string(now) != string(raw) {
+			t.Error("CreateKey changed an existing key file")
+		}
+	})
+	t.Run("missing key file refused, not created", func(t *testing.T) {
+		p := filepath.Join(dir, "lost.key")
+		_, err := LoadKey(p)
+		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "--backup-key") {
+			t.Errorf("LoadKey of a missing file = %v, want fs.ErrNotExist naming %s and --backup-key", err, p)
+		}
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("LoadKey created %s", p)
+		}
+	})
+	t.Run("writable directory refused", func(t *testing.T) {
+		for _, mode := range []fs.FileMode{0o770, 0o777 | fs.ModeSticky} {
+			d := filepath.Join(dir, fmt.Sprintf("shared-%o", mode.Perm()))
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(d, mode); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(d, "backup.key")
+			_, err := CreateKey(p)
+			var kfe *KeyFileError
+			if !errors.As(err, &kfe) || !strings.Contains(err.Error(), "chmod go-w") {
+				t.Errorf("CreateKey in a %04o directory = %v, want a *KeyFileError", mode.Perm(), err)
+			}
+			if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("CreateKey in a %04o directory left %s", mode.Perm(), p)
+			}
+		}
+	})
 	t.Run("base64 key file", func(t *testing.T) {
 		p := filepath.Join(dir, "b64.key")
 		if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		k, created, err := LoadOrCreateKey(p)
-		if err != nil || created || k.ID() != k1.ID() {
-			t.Errorf("LoadOrCreateKey(base64) = %v, created %v", err, created)
+		k, err := LoadKey(p)
+		if err != nil || k.ID() != k1.ID() {
+			t.Errorf("LoadKey(base64) = %v", err)
 		}
 	})
 	t.Run("group-readable key file refused", func(t *testing.T) {
@@ -215,10 +255,10 @@ func TestLoadOrCreateKey(t *testing.T) {
 		if err := os.WriteFile(p, raw, 0o640); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := LoadOrCreateKey(p)
+		_, err := LoadKey(p)
 		var kfe *KeyFileError
 		if !errors.As(err, &kfe) || !strings.Contains(err.Error(), "mode 0640") || !strings.Contains(err.Error(), "chmod 600") {
-			t.Errorf("LoadOrCreateKey = %v, want a *KeyFileError naming the mode and the fix", err)
+			t.Errorf("LoadKey = %v, want a *KeyFileError naming the mode and the fix", err)
 		}
 		noCanary(t, err.Error(), raw)
 	})
@@ -227,12 +267,22 @@ func TestLoadOrCreateKey(t *testing.T) {
 		if err := os.WriteFile(p, []byte(canary), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := LoadOrCreateKey(p)
+		_, err := LoadKey(p)
 		var kfe *KeyFileError
 		if !errors.As(err, &kfe) {
-			t.Fatalf("LoadOrCreateKey = %v", err)
+			t.Fatalf("LoadKey = %v", err)
 		}
 		noCanary(t, err.Error())
+	})
+	t.Run("deprecated LoadOrCreateKey", func(t *testing.T) {
+		k, created, err := LoadOrCreateKey(path)
+		if err != nil || created || k.ID() != k1.ID() {
+			t.Errorf("LoadOrCreateKey of an existing key = %v, created %v", err, created)
+		}
+		p := filepath.Join(dir, "fresh.key")
+		if _, created, err := LoadOrCreateKey(p); err != nil || !created {
+			t.Errorf("LoadOrCreateKey of a missing key = %v, created %v", err, created)
+		}
 	})
 }
 

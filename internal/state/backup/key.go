@@ -79,26 +79,62 @@ type KeyFileError struct {
 
 func (e *KeyFileError) Error() string { return fmt.Sprintf("backup key file %s: %s", e.Path, e.Why) }
 
-// LoadOrCreateKey reads the key file at path or, if there is none, creates
-// it with a fresh random key, 0600 in a 0700 directory, and says so: the
-// caller must then tell the operator where it is and that without it the
-// backup cannot be read. A key file group or others can read is refused.
-// The file holds the 32 raw bytes; a file of their base64 (as `openssl rand
+// LoadKey reads the key file at path. A missing file is refused (the
+// error wraps fs.ErrNotExist): a lost key is never replaced behind the
+// operator's back, since whatever it sealed can only be read with it. A key
+// file group or others can read, or that another user owns, is refused. The
+// file holds the 32 raw bytes; a file of their base64 (as `openssl rand
 // -base64 32` prints) is accepted too.
+func LoadKey(path string) (Key, error) {
+	k, err := loadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Key{}, fmt.Errorf("backup key file %s does not exist: carotate reads the backup and the sealed CA keys only with the key they were written with, and never makes a new one in place of a lost one; pass --backup-key with that key's file: %w", path, fs.ErrNotExist)
+	}
+	return k, err
+}
+
+// CreateKey creates the key file at path with a fresh random key, 0600, and
+// returns it. It refuses a path that exists (an existing key is never
+// replaced) and a directory group or others can write to (they could
+// replace the key, or read what it seals, by swapping the file); a missing
+// directory is created 0700. The file appears whole or not at all. The
+// caller must tell the operator where the key is and that without it the
+// backup cannot be read.
+func CreateKey(path string) (Key, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return Key{}, &KeyFileError{Path: path, Why: "already exists; carotate never replaces a backup key (load it instead, or choose another path)"}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return Key{}, fmt.Errorf("create backup key file %s: %w", path, err)
+	}
+	if err := createKey(path); err != nil {
+		if errors.Is(err, fs.ErrExist) { // someone else created it meanwhile
+			return Key{}, &KeyFileError{Path: path, Why: "was created by someone else while carotate created it; carotate never replaces a backup key"}
+		}
+		var kfe *KeyFileError
+		if errors.As(err, &kfe) {
+			return Key{}, err
+		}
+		return Key{}, fmt.Errorf("create backup key file %s: %w", path, err)
+	}
+	return loadKey(path)
+}
+
+// LoadOrCreateKey loads the key at path, or creates it if there is none.
+//
+// Deprecated: it replaces a lost key with a new one, after which nothing
+// sealed with the lost key can be read. Use LoadKey to resume a rotation,
+// and CreateKey only when starting one. Kept until internal/cli stops
+// calling it; nothing else uses it.
 func LoadOrCreateKey(path string) (key Key, created bool, err error) {
-	key, err = loadKey(path)
+	key, err = LoadKey(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, false, err
 	}
-	if err := createKey(path); err != nil {
-		if errors.Is(err, fs.ErrExist) { // someone else created it first
-			key, err = loadKey(path)
-			return key, false, err
-		}
-		return Key{}, false, fmt.Errorf("create backup key file %s: %w", path, err)
+	key, err = CreateKey(path)
+	if err != nil {
+		return Key{}, false, err
 	}
-	key, err = loadKey(path)
-	return key, err == nil, err
+	return key, true, nil
 }
 
 func loadKey(path string) (Key, error) {
@@ -152,6 +188,18 @@ func createKey(path string) error {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return err
 		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &KeyFileError{Path: path, Why: dir + " is not a directory"}
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return &KeyFileError{Path: path, Why: fmt.Sprintf(
+			"its directory %s has mode %04o, so group or others could replace the key; run chmod go-w on it or choose another --backup-key path",
+			dir, fi.Mode().Perm())}
 	}
 	b := make([]byte, KeySize)
 	if _, err := rand.Read(b); err != nil {
