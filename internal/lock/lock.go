@@ -3,19 +3,88 @@
 // holder. A second carotate fails fast and says who holds the lock, since
 // last when, and what to do.
 //
+// # Holders
+//
+// The holderIdentity is Holder.String():
+// "<user>@<host> pid <pid> nonce <nonce> rotation <id>". The nonce is random
+// per process (CurrentHolder fills it), so "this very process" means an
+// identical holder string, nonce included. A holder with this host and PID
+// but another nonce is another process in another PID namespace (two
+// containers both running as PID 1 under one hostname), and alive.
+// Identities without a nonce, written by older versions, still parse.
+//
+// # Taking the lock
+//
+// Acquire creates the Lease, or, if it exists, takes it over:
+//   - at once when nobody holds it (empty holderIdentity) or this very
+//     process does;
+//   - at once when it is held by the same rotation (a rerun after a crash)
+//     and that process is provably gone: same host, no process with its PID,
+//     and not the same PID with another nonce;
+//   - otherwise never on the evidence of timestamps alone, since they were
+//     written by another machine's clock. If, by this machine's clock, the
+//     lease does not even look expired (renewTime + duration > now), Acquire
+//     fails at once with a *HeldError. If it looks expired (or has no times),
+//     Acquire watches it, the way client-go's leader election does: it
+//     re-reads the Lease every 2s, fails with a *HeldError as soon as its
+//     resourceVersion changes (its holder is alive and renewing, whatever
+//     the clocks say), and takes it over only after seeing the same
+//     resourceVersion for the full lease duration measured on this process's
+//     monotonic clock, with an Update that carries that resourceVersion.
+//
 // Every write carries the resourceVersion it was decided on, so two
 // carotates racing for an expired lock cannot both win: the loser gets a
-// conflict, looks again, and then sees the winner.
+// conflict, looks again, and then sees the winner. Acquire tries a bounded
+// number of times, watches at most once per call for at most the lease
+// duration, and stops when its context is done.
+//
+// # Keeping the lock
+//
+// A holder renews well within the lease duration and stops working once
+// half of it has passed since its last successful renewal (taken from when
+// that renewal was sent), which is long before anyone watching the lease
+// may take it over. Keep renews in the background, retries failed renewals
+// every 2s, and reports on its channel a *LostError at once (someone else
+// holds the lock, or it was deleted) or an *UnrenewedError once half the
+// lease has passed without a successful renewal. Held says whether the lock
+// can still be relied on. A caller such as carotate rotate does:
+//
+//	lk, err := lock.AcquireWith(ctx, cs, lock.CurrentHolder(id), 2*time.Minute,
+//		lock.Options{Progress: func(msg string) { fmt.Fprintln(stderr, msg) }})
+//	if err != nil { ... } // a *HeldError: refuse
+//	lctx, cancel := context.WithCancelCause(ctx)
+//	kept := lk.Keep(lctx, 30*time.Second)
+//	go func() {
+//		if err := <-kept; err != nil {
+//			cancel(err) // lost, or may be lost: stop the current step
+//		}
+//	}()
+//	defer func() {
+//		cancel(nil) // stops Keep, which closes kept
+//		lk.Release(context.WithoutCancel(ctx))
+//	}()
+//	for _, step := range steps {
+//		if err := lk.Held(); err != nil {
+//			return err // before changing anything else
+//		}
+//		if err := step(lctx); err != nil {
+//			return errors.Join(err, context.Cause(lctx))
+//		}
+//	}
 package lock
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,26 +101,42 @@ const (
 	Name      = "carotate-rotation-lock"
 )
 
+// DefaultPoll is how often Acquire re-reads a lease it is watching, and how
+// often Keep retries a failed renewal, unless Options say otherwise.
+const DefaultPoll = 2 * time.Second
+
+// maxTries bounds how often Acquire looks at the lease again after a
+// conflict or a lease deleted under it.
+const maxTries = 5
+
 // Holder identifies who holds the lock: which operator, where, which
 // process and which rotation. A rerun of the same rotation (after a crash,
 // from another process) may take the lock over; anyone else must wait.
 type Holder struct {
-	User       string
-	Host       string
-	PID        int
+	User string
+	Host string
+	PID  int
+	// Nonce is random per process, so that two processes with the same
+	// host name and PID (in two containers) are told apart. Empty in
+	// identities written by older versions.
+	Nonce      string
 	RotationID string
 }
 
 // String is the lease's holderIdentity:
-// "<user>@<host> pid <pid> rotation <id>".
+// "<user>@<host> pid <pid> nonce <nonce> rotation <id>", or, without a
+// nonce, the older "<user>@<host> pid <pid> rotation <id>".
 func (h Holder) String() string {
-	return fmt.Sprintf("%s@%s pid %d rotation %s", h.User, h.Host, h.PID, h.RotationID)
+	if h.Nonce == "" {
+		return fmt.Sprintf("%s@%s pid %d rotation %s", h.User, h.Host, h.PID, h.RotationID)
+	}
+	return fmt.Sprintf("%s@%s pid %d nonce %s rotation %s", h.User, h.Host, h.PID, h.Nonce, h.RotationID)
 }
 
-var holderPattern = regexp.MustCompile(`^(.*)@(\S*) pid (\d+) rotation (\S+)$`)
+var holderPattern = regexp.MustCompile(`^(.*)@(\S*) pid (\d+)(?: nonce (\S+))? rotation (\S+)$`)
 
-// ParseHolder reads a holderIdentity written by String; ok is false for an
-// identity some other tool wrote.
+// ParseHolder reads a holderIdentity written by String, with or without a
+// nonce; ok is false for an identity some other tool wrote.
 func ParseHolder(s string) (h Holder, ok bool) {
 	m := holderPattern.FindStringSubmatch(s)
 	if m == nil {
@@ -61,12 +146,19 @@ func ParseHolder(s string) (h Holder, ok bool) {
 	if err != nil {
 		return Holder{}, false
 	}
-	return Holder{User: m[1], Host: m[2], PID: pid, RotationID: m[4]}, true
+	return Holder{User: m[1], Host: m[2], PID: pid, Nonce: m[4], RotationID: m[5]}, true
 }
+
+// processNonce is this process's nonce: 8 hex characters from crypto/rand.
+var processNonce = sync.OnceValue(func() string {
+	b := make([]byte, 4)
+	rand.Read(b) // never fails (it crashes the program instead)
+	return hex.EncodeToString(b)
+})
 
 // CurrentHolder is this process, running rotationID.
 func CurrentHolder(rotationID string) Holder {
-	h := Holder{User: "unknown", Host: "unknown", PID: os.Getpid(), RotationID: rotationID}
+	h := Holder{User: "unknown", Host: "unknown", PID: os.Getpid(), Nonce: processNonce(), RotationID: rotationID}
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		h.User = u.Username
 	}
@@ -77,19 +169,28 @@ func CurrentHolder(rotationID string) Holder {
 }
 
 // HeldError says the lock is held by another rotation that has renewed it
-// recently enough.
+// recently enough, or that renewed it while Acquire watched.
 type HeldError struct {
 	Holder    string
-	RenewedAt time.Time
-	Expires   time.Time
-	Now       time.Time
+	RenewedAt time.Time // the lease's renewTime, by its holder's clock
+	Expires   time.Time // RenewedAt plus the lease duration
+	Now       time.Time // this machine's clock
+	// SeenRenewed is set when the lease looked expired by this machine's
+	// clock but changed while Acquire watched it: the clocks disagree.
+	SeenRenewed bool
 }
 
 func (e *HeldError) Error() string {
-	return fmt.Sprintf("rotation lock %s/%s is held by %q, last renewed %s (%s ago), expires in %s: another carotate is rotating this cluster; "+
+	what := fmt.Sprintf("last renewed %s (%s ago), expires in %s",
+		e.RenewedAt.UTC().Format(time.RFC3339), e.Now.Sub(e.RenewedAt).Round(time.Second), e.Expires.Sub(e.Now).Round(time.Second))
+	if e.SeenRenewed {
+		what = fmt.Sprintf("which renewed it while this carotate watched, although by this machine's clock it looks expired "+
+			"(last renewed %s, %s ago): the two machines' clocks disagree",
+			e.RenewedAt.UTC().Format(time.RFC3339), e.Now.Sub(e.RenewedAt).Round(time.Second))
+	}
+	return fmt.Sprintf("rotation lock %s/%s is held by %q, %s: another carotate is rotating this cluster; "+
 		"wait for it to finish, or, only after making sure that process is gone, rerun with --force-unlock=%q",
-		Namespace, Name, e.Holder, e.RenewedAt.UTC().Format(time.RFC3339),
-		e.Now.Sub(e.RenewedAt).Round(time.Second), e.Expires.Sub(e.Now).Round(time.Second), e.Holder)
+		Namespace, Name, e.Holder, what, e.Holder)
 }
 
 // LostError says the lock we held is now someone else's (it expired and
@@ -105,96 +206,136 @@ func (e *LostError) Error() string {
 	return fmt.Sprintf("rotation lock %s/%s is now held by %q, not by this carotate; stop: two rotations must never run at once", Namespace, Name, e.Holder)
 }
 
+// UnrenewedError says the lock has not been renewed successfully for half
+// its lease duration, so another carotate may soon take it over: stop
+// before changing anything else. It is not a *LostError (nobody else is
+// known to hold the lock); Err is the last renewal's error, if any.
+type UnrenewedError struct {
+	For   time.Duration // since the last successful renewal
+	Lease time.Duration // the lease duration
+	Err   error
+}
+
+func (e *UnrenewedError) Error() string {
+	s := fmt.Sprintf("rotation lock %s/%s could not be renewed for %s (half its %s lease), so it may be lost to another carotate; stop: two rotations must never run at once",
+		Namespace, Name, e.For, e.Lease)
+	if e.Err != nil {
+		s += "; last error: " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *UnrenewedError) Unwrap() error { return e.Err }
+
+// Clock is the monotonic clock that Acquire measures how long it has
+// watched a lease with, and that Keep and Held measure the time since the
+// last renewal with. Time read from it is only ever subtracted from other
+// readings of it.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Options tune AcquireWith; the zero value is what Acquire uses.
+type Options struct {
+	// Now is the wall clock, written into the lease's acquire and renew
+	// times and compared with them to judge whether a lease looks
+	// expired. Default time.Now.
+	Now func() time.Time
+	// Clock measures waits; default the real (monotonic) clock.
+	Clock Clock
+	// Poll is how often Acquire re-reads a lease it is watching and how
+	// often Keep retries a failed renewal. Default DefaultPoll.
+	Poll time.Duration
+	// Progress, if set, is told when Acquire starts to watch a lease, for
+	// the operator: it may take the lease duration.
+	Progress func(msg string)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.Poll <= 0 {
+		o.Poll = DefaultPoll
+	}
+	if o.Progress == nil {
+		o.Progress = func(string) {}
+	}
+	return o
+}
+
 // Lock is a held rotation lock.
 type Lock struct {
 	client   kubernetes.Interface
 	holder   Holder
 	duration time.Duration
 	now      func() time.Time
+	clock    Clock
+	poll     time.Duration
+
+	mu      sync.Mutex
+	renewed time.Time // l.clock reading from before the last write that succeeded
+	lost    error     // what Keep reported; Held returns it from then on
 }
 
 // Holder is who holds it.
 func (l *Lock) Holder() Holder { return l.holder }
 
-// Acquire takes the lock for holder for duration (renew it well within
-// that). It creates the Lease; if the Lease exists, it takes it over when it
-// is free, expired, or held by the same rotation (a rerun after a crash),
-// and otherwise fails with a *HeldError.
+// Acquire is AcquireWith with the zero Options.
 func Acquire(ctx context.Context, client kubernetes.Interface, holder Holder, duration time.Duration) (*Lock, error) {
-	return acquire(ctx, client, holder, duration, time.Now, processAlive)
+	return AcquireWith(ctx, client, holder, duration, Options{})
 }
 
-// processAlive reports whether other may still be running: a process of
-// the same rotation on another host, or one that is running here, may be
+// AcquireWith takes the lock for holder for duration (renew it well within
+// that, with Keep). It creates the Lease; if the Lease exists, it takes it
+// over by the rules in the package documentation, and otherwise fails with
+// a *HeldError: at once when the lease does not look expired, or, when it
+// does, as soon as it changes while AcquireWith watches it for up to the
+// lease duration.
+func AcquireWith(ctx context.Context, client kubernetes.Interface, holder Holder, duration time.Duration, opts Options) (*Lock, error) {
+	return acquire(ctx, client, holder, duration, opts, processAlive)
+}
+
+// processAlive reports whether other, of the same rotation, may still be
+// running: a process on another host, or one that is running here, may be
 // mid-step, and two carotates must never change the same cluster at once.
-// Only a process of this host that no longer exists (a crash, kill -9) is
-// taken over before its lease expires.
+// Only this very process (an identical identity, nonce included) and a
+// process of this host that no longer exists (a crash, kill -9) count as
+// gone. The same host and PID with another nonce is another process in
+// another PID namespace (containers sharing a hostname), so alive. A
+// different PID on this host is still judged by kill(pid, 0), which only
+// sees this PID namespace: containers that share a hostname should not
+// share a rotation id.
 func processAlive(me, other Holder) bool {
-	if other.Host != me.Host || other.PID <= 0 {
-		return true
-	}
-	if other.PID == me.PID {
+	if other.String() == me.String() {
 		return false
+	}
+	if other.Host != me.Host || other.PID <= 0 || other.PID == me.PID {
+		return true
 	}
 	err := syscall.Kill(other.PID, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-func acquire(ctx context.Context, client kubernetes.Interface, holder Holder, duration time.Duration, now func() time.Time, alive func(me, other Holder) bool) (*Lock, error) {
+func acquire(ctx context.Context, client kubernetes.Interface, holder Holder, duration time.Duration, opts Options, alive func(me, other Holder) bool) (*Lock, error) {
 	if holder.RotationID == "" {
 		return nil, errors.New("acquire rotation lock: holder has no rotation id")
 	}
 	if duration < time.Second {
 		return nil, fmt.Errorf("acquire rotation lock: lease duration %s is shorter than a second", duration)
 	}
-	l := &Lock{client: client, holder: holder, duration: duration, now: now}
-	leases := client.CoordinationV1().Leases(Namespace)
-	t := metav1.NewMicroTime(now())
-	lease := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "carotate"}},
-		Spec: coordinationv1.LeaseSpec{
-			HolderIdentity:       ptr(holder.String()),
-			LeaseDurationSeconds: ptr(seconds(duration)),
-			AcquireTime:          &t,
-			RenewTime:            &t,
-		},
-	}
-	_, err := leases.Create(ctx, lease, metav1.CreateOptions{})
-	if err == nil {
-		return l, nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("acquire rotation lock %s/%s: %w", Namespace, Name, err)
-	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := leases.Get(ctx, Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		at := now()
-		identity := deref(cur.Spec.HolderIdentity)
-		other, _ := ParseHolder(identity)
-		switch {
-		case identity == "":
-		case other.RotationID == holder.RotationID && !alive(holder, other):
-		case expired(cur, at):
-		default:
-			return heldError(cur, at)
-		}
-		mt := metav1.NewMicroTime(at)
-		if identity != holder.String() {
-			cur.Spec.AcquireTime = &mt
-			if identity != "" {
-				cur.Spec.LeaseTransitions = ptr(deref(cur.Spec.LeaseTransitions) + 1)
-			}
-		}
-		cur.Spec.HolderIdentity = ptr(holder.String())
-		cur.Spec.RenewTime = &mt
-		cur.Spec.LeaseDurationSeconds = ptr(seconds(duration))
-		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
-		return err
-	})
+	opts = opts.withDefaults()
+	l := &Lock{client: client, holder: holder, duration: duration, now: opts.Now, clock: opts.Clock, poll: opts.Poll}
+	err := l.acquire(ctx, opts.Progress, alive)
 	var held *HeldError
 	if errors.As(err, &held) {
 		return nil, err
@@ -205,10 +346,170 @@ func acquire(ctx context.Context, client kubernetes.Interface, holder Holder, du
 	return l, nil
 }
 
+func (l *Lock) acquire(ctx context.Context, progress func(string), alive func(me, other Holder) bool) error {
+	leases := l.client.CoordinationV1().Leases(Namespace)
+	// What Acquire has seen of a lease it watches, as client-go's leader
+	// election keeps observedRecord and observedTime.
+	var (
+		watching bool
+		seenRV   string
+		seenAt   time.Time // l.clock, when the lease was first seen at seenRV
+		wait     time.Duration
+	)
+	var cur *coordinationv1.Lease // nil: read it; gone: create it
+	gone := true
+	var lastErr error
+	for try := 0; try < maxTries; try++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if gone {
+			sent := l.clock.Now()
+			_, err := leases.Create(ctx, l.newLease(), metav1.CreateOptions{})
+			if err == nil {
+				l.setRenewed(sent)
+				return nil
+			}
+			if !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+			lastErr, gone = err, false
+		}
+		if cur == nil {
+			got, err := leases.Get(ctx, Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				lastErr, gone = err, true
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			cur = got
+		}
+		at := l.now()
+		identity := deref(cur.Spec.HolderIdentity)
+		other, _ := ParseHolder(identity)
+		switch {
+		case identity == "" || identity == l.holder.String():
+		case other.RotationID == l.holder.RotationID && !alive(l.holder, other):
+		case !looksExpired(cur, at):
+			return heldError(cur, at, false)
+		case watching && cur.ResourceVersion != seenRV:
+			return heldError(cur, at, true)
+		default:
+			if !watching {
+				watching, seenRV, seenAt = true, cur.ResourceVersion, l.clock.Now()
+				wait = max(l.duration, time.Duration(deref(cur.Spec.LeaseDurationSeconds))*time.Second)
+				progress(fmt.Sprintf("waiting up to %s for the lease held by %q, which looks expired, to stay unrenewed", short(wait), identity))
+			}
+			latest, changed, err := l.watch(ctx, seenRV, seenAt, wait)
+			if err != nil {
+				return err
+			}
+			if changed {
+				cur, gone = latest, latest == nil
+				continue
+			}
+			at = l.now()
+		}
+		sent := l.clock.Now()
+		_, err := leases.Update(ctx, l.takeOver(cur, at), metav1.UpdateOptions{})
+		if err == nil {
+			l.setRenewed(sent)
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		lastErr, cur = err, nil
+	}
+	return lastErr
+}
+
+// watch re-reads the lease every l.poll until it has stayed at rv for wait
+// since seenAt, or has changed (latest is nil if it was deleted). Failed
+// reads are let pass: the takeover's Update carries rv, so a renewal that
+// was missed still stops it.
+func (l *Lock) watch(ctx context.Context, rv string, seenAt time.Time, wait time.Duration) (latest *coordinationv1.Lease, changed bool, err error) {
+	leases := l.client.CoordinationV1().Leases(Namespace)
+	polls := int(wait/l.poll) + 2
+	for range polls {
+		left := wait - l.clock.Now().Sub(seenAt)
+		if left <= 0 {
+			return nil, false, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-l.clock.After(min(l.poll, left)):
+		}
+		got, err := leases.Get(ctx, Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, true, nil
+		}
+		if err == nil && got.ResourceVersion != rv {
+			return got, true, nil
+		}
+	}
+	if l.clock.Now().Sub(seenAt) >= wait {
+		return nil, false, nil
+	}
+	return nil, false, fmt.Errorf("watched the lease %d times without %s passing on the clock", polls, wait)
+}
+
+func (l *Lock) newLease() *coordinationv1.Lease {
+	t := metav1.NewMicroTime(l.now())
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "carotate"}},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr(l.holder.String()),
+			LeaseDurationSeconds: ptr(seconds(l.duration)),
+			AcquireTime:          &t,
+			RenewTime:            &t,
+		},
+	}
+}
+
+// takeOver is cur, at its resourceVersion, held by l from at.
+func (l *Lock) takeOver(cur *coordinationv1.Lease, at time.Time) *coordinationv1.Lease {
+	cur = cur.DeepCopy()
+	identity := deref(cur.Spec.HolderIdentity)
+	mt := metav1.NewMicroTime(at)
+	if identity != l.holder.String() {
+		cur.Spec.AcquireTime = &mt
+		if identity != "" {
+			cur.Spec.LeaseTransitions = ptr(deref(cur.Spec.LeaseTransitions) + 1)
+		}
+	}
+	cur.Spec.HolderIdentity = ptr(l.holder.String())
+	cur.Spec.RenewTime = &mt
+	cur.Spec.LeaseDurationSeconds = ptr(seconds(l.duration))
+	return cur
+}
+
+func (l *Lock) setRenewed(sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sent.After(l.renewed) {
+		l.renewed = sent
+	}
+}
+
+func (l *Lock) sinceRenewed() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.clock.Now().Sub(l.renewed)
+}
+
 // Renew moves the lease's renew time to now. It fails with a *LostError if
 // the lock is no longer ours.
 func (l *Lock) Renew(ctx context.Context) error {
 	leases := l.client.CoordinationV1().Leases(Namespace)
+	sent := l.clock.Now()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := leases.Get(ctx, Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -226,7 +527,91 @@ func (l *Lock) Renew(ctx context.Context) error {
 		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
+	if err == nil {
+		l.setRenewed(sent)
+	}
 	return wrapOwn("renew", err)
+}
+
+// Keep renews the lock every every (at most a quarter of the lease
+// duration; more is cut to that) until ctx is done. A failed renewal is
+// retried every poll (Options.Poll) until half the lease duration has
+// passed since the last successful one. The channel gets at most one
+// error, and then Keep stops: a *LostError at once when the lock is
+// someone else's or gone, or an *UnrenewedError when renewals kept failing
+// for half the lease. It is closed when Keep stops. From then on Held
+// returns that error. Cancel ctx when done (before Release) and call Keep
+// once per Lock.
+func (l *Lock) Keep(ctx context.Context, every time.Duration) <-chan error {
+	half := l.duration / 2
+	if every <= 0 || every > half/2 {
+		every = half / 2
+	}
+	out := make(chan error, 1)
+	go func() {
+		defer close(out)
+		wait := every
+		var last error
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.clock.After(wait):
+			}
+			if left := half - l.sinceRenewed(); left > 0 {
+				rctx, cancel := context.WithTimeout(ctx, left)
+				err := l.Renew(rctx)
+				cancel()
+				if ctx.Err() != nil {
+					return
+				}
+				if err == nil {
+					wait = every
+					continue
+				}
+				last = err
+				var lost *LostError
+				if errors.As(err, &lost) {
+					l.report(out, err)
+					return
+				}
+			}
+			since := l.sinceRenewed()
+			if since >= half {
+				l.report(out, &UnrenewedError{For: since.Round(time.Second), Lease: l.duration, Err: last})
+				return
+			}
+			wait = min(l.poll, half-since)
+		}
+	}()
+	return out
+}
+
+func (l *Lock) report(out chan<- error, err error) {
+	l.mu.Lock()
+	l.lost = err
+	l.mu.Unlock()
+	out <- err
+}
+
+// Held is nil while the lock can be relied on: the last successful
+// renewal (or the acquisition) was sent less than half the lease duration
+// ago, by this process's monotonic clock, and Keep has reported nothing.
+// Otherwise it is what Keep reported, or an *UnrenewedError. Call it
+// before every step that changes the cluster.
+func (l *Lock) Held() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil {
+		return l.lost
+	}
+	if since := l.clock.Now().Sub(l.renewed); since >= l.duration/2 {
+		return &UnrenewedError{For: since.Round(time.Second), Lease: l.duration}
+	}
+	return nil
 }
 
 // Release deletes the lease if it is still ours; already gone is fine.
@@ -292,10 +677,11 @@ func wrapOwn(op string, err error) error {
 	return fmt.Errorf("%s rotation lock %s/%s: %w", op, Namespace, Name, err)
 }
 
-// expired is true when the lease has not been renewed within its duration.
-// It compares the lease's times with our clock; clock skew beyond a bound is
-// refused by preflight, and a lease duration of minutes dwarfs what is left.
-func expired(l *coordinationv1.Lease, now time.Time) bool {
+// looksExpired is true when, by this machine's clock, the lease has not
+// been renewed within its duration (renewTime + duration <= now), or has no
+// times. Its times come from another machine's clock, so this only decides
+// between failing at once and watching the lease.
+func looksExpired(l *coordinationv1.Lease, now time.Time) bool {
 	last := l.Spec.RenewTime
 	if last == nil {
 		last = l.Spec.AcquireTime
@@ -303,11 +689,11 @@ func expired(l *coordinationv1.Lease, now time.Time) bool {
 	if last == nil || l.Spec.LeaseDurationSeconds == nil {
 		return true
 	}
-	return now.After(last.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+	return !last.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second).After(now)
 }
 
-func heldError(l *coordinationv1.Lease, now time.Time) *HeldError {
-	e := &HeldError{Holder: deref(l.Spec.HolderIdentity), Now: now}
+func heldError(l *coordinationv1.Lease, now time.Time, seenRenewed bool) *HeldError {
+	e := &HeldError{Holder: deref(l.Spec.HolderIdentity), Now: now, SeenRenewed: seenRenewed}
 	if l.Spec.RenewTime != nil {
 		e.RenewedAt = l.Spec.RenewTime.Time
 	} else if l.Spec.AcquireTime != nil {
@@ -315,6 +701,18 @@ func heldError(l *coordinationv1.Lease, now time.Time) *HeldError {
 	}
 	e.Expires = e.RenewedAt.Add(time.Duration(deref(l.Spec.LeaseDurationSeconds)) * time.Second)
 	return e
+}
+
+// short is d without trailing zero units: 2m rather than 2m0s.
+func short(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func seconds(d time.Duration) int32 { return int32((d + time.Second - 1) / time.Second) }
