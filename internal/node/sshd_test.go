@@ -80,6 +80,13 @@ func requireSSHD(t *testing.T) {
 // by its PID, when the test ends, even on failure.
 func startSSHD(t *testing.T, hostKeyTypes ...string) *testSSHD {
 	t.Helper()
+	return startSSHDWith(t, nil, hostKeyTypes...)
+}
+
+// startSSHDWith is startSSHD with more sshd_config lines: extra is called
+// once the host keys exist (to certify them, say) and returns the lines.
+func startSSHDWith(t *testing.T, extra func(d *testSSHD) string, hostKeyTypes ...string) *testSSHD {
+	t.Helper()
 	requireSSHD(t)
 	ensurePrivsepDir(t)
 	dir := t.TempDir()
@@ -95,6 +102,9 @@ func startSSHD(t *testing.T, hostKeyTypes ...string) *testSSHD {
 	authorized := filepath.Join(dir, "authorized_keys")
 	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(d.clientPub), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if extra != nil {
+		hostKeyLines += extra(d)
 	}
 
 	var lastErr error
