@@ -3,10 +3,12 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -171,6 +173,109 @@ func testExecutor(t *testing.T, ex Executor, tr nodeTree) {
 				}
 				check(t)
 			})
+		}
+	})
+
+	t.Run("ReplaceFile", func(t *testing.T) {
+		const old = "old contents\n"
+		type setupFunc func(t *testing.T, host string)
+		file := func(data string, perm fs.FileMode) setupFunc {
+			return func(t *testing.T, host string) {
+				if err := os.WriteFile(host, []byte(data), perm); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(host, perm); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		link := func(target string) setupFunc {
+			return func(t *testing.T, host string) {
+				if err := os.Symlink(target, host); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		both := func(fns ...setupFunc) setupFunc {
+			return func(t *testing.T, host string) {
+				for _, fn := range fns {
+					fn(t, host)
+				}
+			}
+		}
+		tests := []struct {
+			name    string
+			setup   setupFunc // nil: no target
+			prev    Expect
+			wantWhy string // "" for success, else the ErrChanged reason
+		}{
+			{"absent and missing", nil, Expect{Absent: true}, ""},
+			{"absent but there", file(old, 0o644), Expect{Absent: true}, changedExists},
+			{"absent but a dangling link is there", link("/nowhere"), Expect{Absent: true}, changedExists},
+			{"absent but already the new data", file(canary, 0o644), Expect{Absent: true}, ""},
+			{"sha256 of the old content", file(old, 0o644), ExpectContent([]byte(old)), ""},
+			{"sha256 but the content differs", file("someone else's\n", 0o644), ExpectContent([]byte(old)), changedContent},
+			{"sha256 but missing", nil, ExpectContent([]byte(old)), changedMissing},
+			{"sha256 but a link to the old content", func(t *testing.T, host string) {
+				file(old, 0o644)(t, host+".real")
+				link(filepath.Base(host)+".real")(t, host)
+			}, ExpectContent([]byte(old)), changedSymlink},
+			{"sha256 but already the new data", file(canary, 0o600), ExpectContent([]byte(old)), ""},
+			{"any over a file", file(old, 0o644), Expect{Any: true}, ""},
+			{"any over a link replaces the link", both(link("/nowhere")), Expect{Any: true}, ""},
+		}
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				dir := path.Join("replace", strconv.Itoa(i))
+				if err := os.MkdirAll(tr.host(tr.p(dir)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				target := tr.p(path.Join(dir, "ca.key"))
+				h := tr.host(target)
+				if tc.setup != nil {
+					tc.setup(t, h)
+				}
+				before := snapshot(t, h)
+				err := ex.ReplaceFile(ctx, target, []byte(canary), 0o600, tc.prev)
+				if diff := cmp.Diff([]string(nil), dotFiles(t, filepath.Dir(h))); diff != "" {
+					t.Errorf("temporary files left behind (-want +got):\n%s", diff)
+				}
+				if tc.wantWhy == "" {
+					if err != nil {
+						t.Fatalf("ReplaceFile: %v", err)
+					}
+					if diff := cmp.Diff("file 0600 "+canary, snapshot(t, h)); diff != "" {
+						t.Errorf("target (-want +got):\n%s", diff)
+					}
+					return
+				}
+				if !errors.Is(err, ErrChanged) {
+					t.Fatalf("ReplaceFile error = %v, want ErrChanged", err)
+				}
+				want := "node " + ex.Name() + ": write " + target + ": " + ErrChanged.Error() + " (" + tc.wantWhy + ")"
+				if err.Error() != want {
+					t.Errorf("error = %q, want %q", err, want)
+				}
+				if diff := cmp.Diff(before, snapshot(t, h)); diff != "" {
+					t.Errorf("refused write changed the target (-before +after):\n%s", diff)
+				}
+			})
+		}
+	})
+
+	t.Run("ReplaceFile refuses a bad expectation", func(t *testing.T) {
+		for i, prev := range []Expect{{}, {Any: true, Absent: true}, {SHA256: "ABC"}, {SHA256: strings.Repeat("A", 64)}} {
+			target := tr.p(path.Join("badexpect", strconv.Itoa(i)))
+			if err := os.MkdirAll(filepath.Dir(tr.host(target)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			err := ex.ReplaceFile(ctx, target, []byte(canary), 0o600, prev)
+			if err == nil || errors.Is(err, ErrChanged) || !strings.HasPrefix(err.Error(), "node "+ex.Name()+": write "+target+": ") {
+				t.Errorf("ReplaceFile with %+v: error = %v, want a refusal naming node and path", prev, err)
+			}
+			if fileExists(t, tr.host(target)) {
+				t.Errorf("ReplaceFile with %+v wrote the file", prev)
+			}
 		}
 	})
 
@@ -379,3 +484,27 @@ func testExecutor(t *testing.T, ex Executor, tr nodeTree) {
 var cmpNilBytes = cmp.Transformer("bytes", func(b []byte) string { return string(b) })
 
 var cmpEmptyMap = cmp.FilterValues(func(a, b map[string]fs.FileMode) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())
+
+// snapshot describes what a host path is: "missing", "link -> target" or
+// "file <perm> <content>".
+func snapshot(t *testing.T, h string) string {
+	t.Helper()
+	fi, err := os.Lstat(h)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "missing"
+	case err != nil:
+		t.Fatal(err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "link -> " + target
+	}
+	data, err := os.ReadFile(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("file %04o %s", fi.Mode().Perm(), data)
+}

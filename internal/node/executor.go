@@ -11,6 +11,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +39,34 @@ type Executor interface {
 	// fsynced. Any failure before the rename leaves the old file intact and
 	// removes the temporary file. The owner of a replaced file is kept.
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) error
+
+	// ReplaceFile is WriteFile made safe against races and broken
+	// connections. WriteFile(ctx, p, data, mode) is ReplaceFile(ctx, p,
+	// data, mode, Expect{Any: true}).
+	//
+	// Just before the rename, the target must be what prev says (absent,
+	// or a regular file, not a symbolic link, whose content has the
+	// SHA256); otherwise nothing is changed, the temporary file is removed
+	// and the error matches ErrChanged. A target that already holds
+	// exactly data also satisfies prev, so that a write retried after an
+	// ambiguous failure (the connection lost just after the rename)
+	// converges instead of reporting ErrChanged.
+	//
+	// The data is checked (length and SHA-256) after it has reached the
+	// node and before it can replace anything, so a dropped connection or a
+	// cancelled ctx never installs a truncated file. The rename is refused
+	// after ctx's deadline, or DefaultWriteTimeout after the call if that
+	// is sooner, so that a session held up by a network partition cannot
+	// land late over a newer write. After the rename the target is read
+	// back: its content and mode must be what was written. When the
+	// outcome is unknown because the connection failed, the read-back
+	// decides: a target that holds data with mode is a success.
+	//
+	// On any error the target holds either its old content or, when the
+	// error comes after the rename (a failed directory fsync or read-back,
+	// or a connection lost just then), the whole new content; never a part
+	// of it. The zero Expect is refused.
+	ReplaceFile(ctx context.Context, path string, data []byte, mode fs.FileMode, prev Expect) error
 
 	// Stat follows symbolic links. A missing path is not an error: it
 	// returns FileInfo{Exists: false}, because "is it there?" is the
@@ -67,6 +97,89 @@ type Executor interface {
 	// Close releases the connection, if any.
 	Close() error
 }
+
+// DefaultWriteTimeout bounds how late a write may replace its target when
+// ctx has no earlier deadline: after it, the rename is refused on the node.
+const DefaultWriteTimeout = 2 * time.Minute
+
+// Expect is what a write expects to find at the target just before it
+// replaces it: Any (no condition), Absent, or a file whose sha256 is SHA256
+// (lowercase hex). Exactly one must be set; the zero Expect is refused, so
+// that a forgotten condition cannot silently mean "any".
+type Expect struct {
+	Any    bool
+	Absent bool
+	SHA256 string
+}
+
+// ExpectContent is the Expect for a target that must still hold data,
+// typically what an earlier ReadFile returned.
+func ExpectContent(data []byte) Expect { return Expect{SHA256: sha256Hex(data)} }
+
+// ErrChanged matches (errors.Is) a conditional write refused because the
+// target no longer held what the caller read. Nothing was changed.
+var ErrChanged = errors.New("target no longer holds what was expected, so nothing was written")
+
+// check refuses an Expect that does not say exactly one thing.
+func (e Expect) check() error {
+	n := 0
+	for _, set := range []bool{e.Any, e.Absent, e.SHA256 != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("write expectation must be exactly one of any, absent or a sha256")
+	}
+	if e.SHA256 != "" && !isSHA256Hex(e.SHA256) {
+		return errors.New("expected sha256 must be 64 lowercase hex digits")
+	}
+	return nil
+}
+
+// kind is how an Expect is handed to the write script: "any", "absent"
+// or "sha256".
+func (e Expect) kind() string {
+	switch {
+	case e.Any:
+		return "any"
+	case e.Absent:
+		return "absent"
+	}
+	return "sha256"
+}
+
+func sha256Hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != sha256.Size*2 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Why a conditional write found the target changed; the same words from
+// both executors (the SSH write script prints them).
+const (
+	changedExists    = "it exists"
+	changedMissing   = "it is missing"
+	changedSymlink   = "it is a symbolic link"
+	changedIrregular = "it is not a regular file"
+	changedContent   = "its content differs"
+)
+
+func errChanged(why string) error { return fmt.Errorf("%w (%s)", ErrChanged, why) }
+
+// errNotWhole is a write whose data did not reach the node whole.
+var errNotWhole = errors.New("the data did not arrive whole (connection lost or cancelled?), so the target was left as it was")
 
 // FileInfo is what the rotation checks need to know about a path.
 type FileInfo struct {

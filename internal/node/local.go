@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -150,11 +152,18 @@ func (l *Local) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	return data, nil
 }
 
-// WriteFile implements Executor. renameio would fit apart from two things:
-// it does not fsync the directory after the rename, and with os.Root it puts
-// the temporary file in the root's top directory rather than next to the
-// target. The steps are few, so they are spelled out here.
+// WriteFile implements Executor.
 func (l *Local) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode) error {
+	return l.ReplaceFile(ctx, p, data, mode, Expect{Any: true})
+}
+
+// ReplaceFile implements Executor. renameio would fit apart from two
+// things: it does not fsync the directory after the rename, and with
+// os.Root it puts the temporary file in the root's top directory rather
+// than next to the target. The steps are few, so they are spelled out here.
+// The data cannot arrive short locally, but the expectation, the deadline
+// (ctx, checked just before the rename) and the read-back are as over SSH.
+func (l *Local) ReplaceFile(ctx context.Context, p string, data []byte, mode fs.FileMode, prev Expect) error {
 	if err := ctx.Err(); err != nil {
 		return l.fail("write", p, err)
 	}
@@ -162,13 +171,94 @@ func (l *Local) WriteFile(ctx context.Context, p string, data []byte, mode fs.Fi
 	if err != nil {
 		return l.fail("write", p, err)
 	}
-	if err := l.writeAtomic(h, data, mode.Perm()); err != nil {
+	if err := prev.check(); err != nil {
+		return l.fail("write", p, err)
+	}
+	sum := sha256Hex(data)
+	beforeRename := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return targetAsExpected(h, prev, sum)
+	}
+	if err := l.writeAtomic(h, data, mode.Perm(), beforeRename); err != nil {
+		return l.fail("write", p, err)
+	}
+	if err := readBackLocal(h, sum, mode.Perm()); err != nil {
 		return l.fail("write", p, err)
 	}
 	return nil
 }
 
-func (l *Local) writeAtomic(h string, data []byte, perm fs.FileMode) error {
+// targetAsExpected is the write script's check of the target, for Local.
+func targetAsExpected(h string, prev Expect, sum string) error {
+	fi, err := os.Lstat(h)
+	switch {
+	case isMissing(err):
+		if prev.Any || prev.Absent {
+			return nil
+		}
+		return errChanged(changedMissing)
+	case err != nil:
+		return bare(err)
+	case prev.Any:
+		return nil
+	case fi.IsDir():
+		return errors.New("target exists and is a directory")
+	}
+	regular := fi.Mode().IsRegular()
+	var got string
+	if regular {
+		if got, err = fileSHA256(h); err != nil {
+			return err
+		}
+	}
+	switch {
+	case regular && got == sum:
+		return nil
+	case prev.Absent:
+		return errChanged(changedExists)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return errChanged(changedSymlink)
+	case !regular:
+		return errChanged(changedIrregular)
+	case got != prev.SHA256:
+		return errChanged(changedContent)
+	}
+	return nil
+}
+
+func fileSHA256(h string) (string, error) {
+	f, err := os.Open(h)
+	if err != nil {
+		return "", bare(err)
+	}
+	defer f.Close()
+	hash := sha256.New()
+	if _, err := io.Copy(hash, f); err != nil {
+		return "", bare(err)
+	}
+	return hex.EncodeToString(hash.Sum(nil)), nil
+}
+
+// readBackLocal checks that h holds the data whose sha256 is sum, with perm.
+func readBackLocal(h, sum string, perm fs.FileMode) error {
+	fi, err := os.Lstat(h)
+	if err != nil {
+		return fmt.Errorf("read back after the write: %w", bare(err))
+	}
+	got := ""
+	if fi.Mode().IsRegular() {
+		if got, err = fileSHA256(h); err != nil {
+			return fmt.Errorf("read back after the write: %w", err)
+		}
+	}
+	return checkWritten(got == sum, fi.Mode().Perm(), perm)
+}
+
+// writeAtomic writes data next to h and renames it over h if beforeRename,
+// called just before, allows it.
+func (l *Local) writeAtomic(h string, data []byte, perm fs.FileMode, beforeRename func() error) error {
 	dir, base := filepath.Dir(h), filepath.Base(h)
 	// The dot prefix is what keeps the kubelet from starting a static pod
 	// from a half-written manifest.
@@ -200,6 +290,9 @@ func (l *Local) writeAtomic(h string, data []byte, perm fs.FileMode) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close temporary file: %w", bare(err))
+	}
+	if err := beforeRename(); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, h); err != nil {
 		return fmt.Errorf("rename temporary file into place: %w", bare(err))

@@ -297,3 +297,89 @@ func TestNewLocalRefusesBadRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalReplaceFileChecks covers what ReplaceFile checks around the
+// rename, by acting from inside fsync: just before the rename (ctx, the
+// target's content) and just after it (the read-back).
+func TestLocalReplaceFileChecks(t *testing.T) {
+	const p = "/etc/kubernetes/pki/ca.crt"
+	tests := []struct {
+		name string
+		// during runs at each fsync; file is false for the directory.
+		during   func(cancel context.CancelFunc, target string, file bool)
+		wantIs   error
+		wantErr  string
+		wantData string
+	}{
+		{
+			name: "ctx ends before the rename",
+			during: func(cancel context.CancelFunc, _ string, file bool) {
+				if file {
+					cancel()
+				}
+			},
+			wantIs:   context.Canceled,
+			wantErr:  "node cp-1: write " + p + ": context canceled",
+			wantData: "old",
+		},
+		{
+			name: "target changed while the data was written",
+			during: func(_ context.CancelFunc, target string, file bool) {
+				if file {
+					_ = os.WriteFile(target, []byte("someone else's"), 0o644)
+				}
+			},
+			wantIs:   ErrChanged,
+			wantErr:  "node cp-1: write " + p + ": " + ErrChanged.Error() + " (its content differs)",
+			wantData: "someone else's",
+		},
+		{
+			name: "read-back finds other content",
+			during: func(_ context.CancelFunc, target string, file bool) {
+				if !file {
+					_ = os.WriteFile(target, []byte("tampered"), 0o600)
+				}
+			},
+			wantErr:  "node cp-1: write " + p + ": read back after the write: the file does not hold the data written",
+			wantData: "tampered",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newTestLocal(t, t.TempDir())
+			target := filepath.Join(l.Root(), p)
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l.syncFile = func(f *os.File) error {
+				fi, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				tc.during(cancel, target, !fi.IsDir())
+				return f.Sync()
+			}
+
+			err := l.ReplaceFile(ctx, p, []byte(canary), 0o644, ExpectContent([]byte("old")))
+
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("error = %v, want %q", err, tc.wantErr)
+			}
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("error %v does not match %v", err, tc.wantIs)
+			}
+			got, _ := os.ReadFile(target)
+			if diff := cmp.Diff(tc.wantData, string(got)); diff != "" {
+				t.Errorf("target contents (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string(nil), dotFiles(t, filepath.Dir(target))); diff != "" {
+				t.Errorf("temporary files left behind (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -51,8 +51,10 @@ type SSHConfig struct {
 // command. Files are handled by small POSIX sh scripts whose data travels
 // on stdin, so no file content, key material included, ever appears in a
 // command line or the environment. The node is assumed to be Linux with
-// coreutils (stat -c, sync FILE), as kubeadm nodes are, and the login
-// shell must be POSIX-compatible, since it parses the quoted command line.
+// coreutils (stat -c, sync FILE, sha256sum, date +%s), as kubeadm nodes
+// are, and the login shell must be POSIX-compatible, since it parses the
+// quoted command line. Writes compare the node's clock with ours for their
+// deadline, so the node's clock must be roughly right (NTP).
 type SSH struct {
 	name   string
 	sudo   bool
@@ -218,7 +220,7 @@ func (s *SSH) fail(op, path string, err error) error {
 
 // Run implements Executor.
 func (s *SSH) Run(ctx context.Context, argv []string, stdin io.Reader) (Result, error) {
-	res, err := s.exec(ctx, argv, stdin)
+	res, err := s.exec(ctx, argv, stdin, true)
 	if err != nil {
 		arg0 := ""
 		if len(argv) > 0 {
@@ -241,8 +243,12 @@ func (s *SSH) commandLine(argv []string) (string, error) {
 	return line, nil
 }
 
-// exec runs argv in a new session and returns an unwrapped error.
-func (s *SSH) exec(ctx context.Context, argv []string, stdin io.Reader) (Result, error) {
+// exec runs argv in a new session and returns an unwrapped error. When
+// ctx ends first, exec returns at once and the session is closed in the
+// background, which the command sees as EOF on stdin; with kill it is also
+// sent SIGKILL. Our scripts are not killed: they check their input and
+// clean up after themselves, which a killed script cannot.
+func (s *SSH) exec(ctx context.Context, argv []string, stdin io.Reader, kill bool) (Result, error) {
 	line, err := s.commandLine(argv)
 	if err != nil {
 		return Result{}, err
@@ -250,28 +256,71 @@ func (s *SSH) exec(ctx context.Context, argv []string, stdin io.Reader) (Result,
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	sess, err := s.client.NewSession()
-	if err != nil {
-		return Result{}, fmt.Errorf("open session: %w", err)
-	}
-	defer sess.Close()
+	// Opening the session and starting the command each wait for the
+	// node; on a stalled connection that can take forever, so they run
+	// aside and ctx is watched meanwhile. Stdin is held back until we know
+	// the start was not abandoned: a command that starts late must not get
+	// its input.
 	var stdout, stderr bytes.Buffer
-	sess.Stdin = stdin
-	sess.Stdout = &stdout
-	sess.Stderr = &stderr
-	if err := sess.Start(line); err != nil {
-		return Result{}, fmt.Errorf("start command: %w", err)
+	var gate *gatedReader
+	if stdin != nil {
+		gate = &gatedReader{r: stdin, open: make(chan struct{})}
 	}
+	type started struct {
+		sess *ssh.Session
+		err  error
+	}
+	startc := make(chan started, 1)
+	go func() {
+		sess, err := s.client.NewSession()
+		if err != nil {
+			startc <- started{err: fmt.Errorf("open session: %w", err)}
+			return
+		}
+		if err := ctx.Err(); err != nil {
+			_ = sess.Close()
+			startc <- started{err: err}
+			return
+		}
+		if gate != nil {
+			sess.Stdin = gate
+		}
+		sess.Stdout = &stdout
+		sess.Stderr = &stderr
+		if err := sess.Start(line); err != nil {
+			_ = sess.Close()
+			startc <- started{err: fmt.Errorf("start command: %w", err)}
+			return
+		}
+		startc <- started{sess: sess}
+	}()
+	var sess *ssh.Session
+	select {
+	case st := <-startc:
+		if st.err != nil {
+			return Result{}, st.err
+		}
+		sess = st.sess
+	case <-ctx.Done():
+		gate.release(false)
+		go func() {
+			if st := <-startc; st.sess != nil {
+				abandon(st.sess, kill)
+			}
+		}()
+		return Result{}, ctx.Err()
+	}
+	gate.release(true)
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	select {
 	case err = <-done:
-	case <-ctx.Done():
-		// Best effort: OpenSSH honours signal requests only in some
-		// setups, so the remote command may run on to its end. We do not
-		// wait for it; the waiting goroutine ends with the session.
-		_ = sess.Signal(ssh.SIGKILL)
 		_ = sess.Close()
+	case <-ctx.Done():
+		// Abandoned in the background: on a stalled connection even
+		// sending the signal blocks. The waiting goroutine ends with the
+		// session.
+		go abandon(sess, kill)
 		return Result{}, ctx.Err()
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
@@ -293,4 +342,45 @@ func (s *SSH) exec(ctx context.Context, argv []string, stdin io.Reader) (Result,
 		res.ExitCode = -1
 		return res, err
 	}
+}
+
+// abandon closes a session we no longer wait for. The signal is best
+// effort: OpenSSH honours signal requests only in some setups (not for a
+// command run through sudo by another user), so the remote command may run
+// on to its end.
+func abandon(sess *ssh.Session, kill bool) {
+	if kill {
+		_ = sess.Signal(ssh.SIGKILL)
+	}
+	_ = sess.Close()
+}
+
+// errAbandoned is what a gated stdin gives a session started too late.
+var errAbandoned = errors.New("command abandoned before it started")
+
+// gatedReader holds reads back until release: with true they go to r,
+// with false they fail.
+type gatedReader struct {
+	r    io.Reader
+	open chan struct{}
+	once sync.Once
+	ok   bool // written before open is closed
+}
+
+func (g *gatedReader) release(ok bool) {
+	if g == nil {
+		return
+	}
+	g.once.Do(func() {
+		g.ok = ok
+		close(g.open)
+	})
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	<-g.open
+	if !g.ok {
+		return 0, errAbandoned
+	}
+	return g.r.Read(p)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"sort"
 	"strconv"
@@ -40,17 +41,42 @@ for f in * .[!.]* ..?*; do
 	printf '%s %s\0' "$m" "$f"
 done`
 
+// Exit statuses of writeScript besides 0 and 1. Each one means the target
+// was left as it was and the temporary file removed.
+const (
+	exitNotWhole = 45 // the data on stdin was short or not the data sent
+	exitChanged  = 46 // the target is not what the caller expected
+	exitTooLate  = 47 // the write deadline passed before the rename
+)
+
 // writeScript: umask 077 keeps the temporary file private while the data
 // is written; set -C (noclobber) refuses to reuse an existing name; the
-// trap removes the temporary file on any failure before the rename. mv
-// would move into a directory found at the target, so that is refused.
+// trap removes the temporary file on any failure before the rename. HUP and
+// PIPE are ignored so that a dropped connection cannot kill the script
+// before it has cleaned up: it then runs on to its own checks.
+//
+// A dropped connection or a closed session looks like EOF to cat, so the
+// data is checked against the length and sha256 the caller sent ($5, $6)
+// before it can go anywhere. Just before the rename the target is checked
+// against the caller's expectation ($7 any|absent|sha256, $8 the sha256; a
+// target already holding the new data passes too) and the clock against
+// the deadline: $9 is in unix seconds, ${10} is the seconds left when the
+// caller sent it, counted from the script's start in case the node's clock
+// is behind ours. mv would move into a directory found at the target, so
+// that is refused.
 const writeScript = `set -eu
-dst=$1 tmp=$2 mode=$3 dir=$4
+dst=$1 tmp=$2 mode=$3 dir=$4 size=$5 sum=$6 prev=$7 prevsum=$8 deadline=$9 budget=${10}
+start=$(date +%s)
 trap 'rm -f -- "$tmp"' EXIT
+trap '' HUP PIPE
+refuse() { printf '%s\n' "$2" >&2 || :; exit "$1"; }
 owner() { set -- $(ls -ldn -- "$1"); printf '%s:%s' "$3" "$4"; }
+sum256() { h=$(sha256sum < "$1") && printf '%s' "${h%% *}"; }
 umask 077
 set -C
 cat > "$tmp"
+[ "$(stat -c %s -- "$tmp")" = "$size" ] && [ "$(sum256 "$tmp")" = "$sum" ] ||
+	refuse 45 "data did not arrive whole"
 if [ -f "$dst" ] && [ ! -L "$dst" ]; then
 	want=$(owner "$dst")
 	[ "$want" = "$(owner "$tmp")" ] || chown "$want" -- "$tmp"
@@ -61,12 +87,36 @@ if [ -d "$dst" ]; then
 	printf '%s\n' "target exists and is a directory" >&2
 	exit 1
 fi
+case $prev in
+absent)
+	if [ -e "$dst" ] || [ -L "$dst" ]; then
+		[ -f "$dst" ] && [ ! -L "$dst" ] && [ "$(sum256 "$dst")" = "$sum" ] || refuse 46 "` + changedExists + `"
+	fi ;;
+sha256)
+	if [ -L "$dst" ]; then refuse 46 "` + changedSymlink + `"
+	elif [ ! -e "$dst" ]; then refuse 46 "` + changedMissing + `"
+	elif [ ! -f "$dst" ]; then refuse 46 "` + changedIrregular + `"
+	fi
+	h=$(sum256 "$dst")
+	[ "$h" = "$prevsum" ] || [ "$h" = "$sum" ] || refuse 46 "` + changedContent + `" ;;
+esac
+now=$(date +%s)
+[ "$now" -lt "$deadline" ] && [ "$now" -lt $((start + budget)) ] ||
+	refuse 47 "node time $now, deadline $deadline, started $start with ${budget}s left"
 mv -f -- "$tmp" "$dst"
 trap - EXIT
 if ! sync -- "$dir"; then
-	printf '%s\n' "new file is in place but its directory could not be synced, so it may not survive a crash" >&2
+	printf '%s\n' "new file is in place but its directory could not be synced, so it may not survive a crash" >&2 || :
 	exit 1
 fi`
+
+// sumScript prints the sha256 and the permission bits (octal) of a file,
+// not following a link at the last element for the mode: what a write
+// reads back to check that the target holds what it wrote.
+const sumScript = `[ -e "$1" ] || [ -L "$1" ] || exit 44
+h=$(sha256sum < "$1") || exit 1
+m=$(stat -c %a -- "$1") || exit 1
+printf '%s %s\n' "${h%% *}" "$m"`
 
 // mkdirScript creates each missing directory of "$@" with mode "$1";
 // mkdir -m sets the mode exactly, without the umask.
@@ -96,7 +146,7 @@ exec sync -- "$2"`
 // "missing" exit status to fs.ErrNotExist.
 func (s *SSH) script(ctx context.Context, script string, stdin []byte, args ...string) (Result, error) {
 	argv := append([]string{"sh", "-c", script, "sh"}, args...)
-	res, err := s.exec(ctx, argv, bytes.NewReader(stdin))
+	res, err := s.exec(ctx, argv, bytes.NewReader(stdin), false)
 	var exitErr *ExitError
 	if errors.As(err, &exitErr) && exitErr.Code == exitMissing {
 		return res, syscall.ENOENT
@@ -118,15 +168,101 @@ func (s *SSH) ReadFile(ctx context.Context, p string) ([]byte, error) {
 
 // WriteFile implements Executor.
 func (s *SSH) WriteFile(ctx context.Context, p string, data []byte, mode fs.FileMode) error {
+	return s.ReplaceFile(ctx, p, data, mode, Expect{Any: true})
+}
+
+// ReplaceFile implements Executor: the write script checks the data and
+// the target on the node, then a second session reads the target back.
+func (s *SSH) ReplaceFile(ctx context.Context, p string, data []byte, mode fs.FileMode, prev Expect) error {
 	if err := checkPath(p); err != nil {
+		return s.fail("write", p, err)
+	}
+	if err := prev.check(); err != nil {
 		return s.fail("write", p, err)
 	}
 	p = path.Clean(p)
 	dir, base := path.Split(p)
 	tmp := dir + "." + base + ".tmp-" + rand.Text()[:12]
 	perm := fmt.Sprintf("%04o", mode.Perm())
-	if _, err := s.script(ctx, writeScript, data, p, tmp, perm, path.Clean(dir)); err != nil {
+	sum := sha256Hex(data)
+	deadline, budget := writeDeadline(ctx, time.Now())
+	_, err := s.script(ctx, writeScript, data, p, tmp, perm, path.Clean(dir),
+		strconv.Itoa(len(data)), sum, prev.kind(), prev.SHA256, deadline, budget)
+	var exitErr *ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		return s.fail("write", p, writeExitError(exitErr))
+	case ctx.Err() != nil:
+		// Cancelled: the script may still run, but it checks the data
+		// and the deadline before it renames anything.
 		return s.fail("write", p, err)
+	default:
+		// The session broke: the rename may or may not have happened.
+		// The read-back, in a new session, says which.
+		if s.readBack(ctx, p, sum, mode.Perm()) == nil {
+			return nil
+		}
+		return s.fail("write", p, err)
+	}
+	if err := s.readBack(ctx, p, sum, mode.Perm()); err != nil {
+		return s.fail("write", p, err)
+	}
+	return nil
+}
+
+// writeDeadline is the last moment a write may rename, as the two script
+// arguments: unix seconds, and whole seconds left (rounded up) from now.
+func writeDeadline(ctx context.Context, now time.Time) (unix, left string) {
+	d := now.Add(DefaultWriteTimeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	}
+	secs := int64(math.Ceil(d.Sub(now).Seconds()))
+	return strconv.FormatInt(d.Unix(), 10), strconv.FormatInt(max(secs, 0), 10)
+}
+
+// writeExitError explains the write script's own exit statuses.
+func writeExitError(e *ExitError) error {
+	switch e.Code {
+	case exitNotWhole:
+		return errNotWhole
+	case exitChanged:
+		return errChanged(e.Stderr)
+	case exitTooLate:
+		return fmt.Errorf("the write deadline passed before the rename, so the target was left as it was "+
+			"(%s; a deadline still ahead here means the node's clock is fast)", e.Stderr)
+	}
+	return e
+}
+
+// readBack checks that p holds the data whose sha256 is sum, with perm.
+func (s *SSH) readBack(ctx context.Context, p, sum string, perm fs.FileMode) error {
+	res, err := s.script(ctx, sumScript, nil, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return errors.New("read back after the write: the file is missing")
+	}
+	if err != nil {
+		return fmt.Errorf("read back after the write: %w", err)
+	}
+	fields := strings.Fields(string(res.Stdout))
+	if len(fields) != 2 {
+		return fmt.Errorf("read back after the write: unexpected output %q", res.Stdout)
+	}
+	got, err := strconv.ParseUint(fields[1], 8, 32)
+	if err != nil {
+		return fmt.Errorf("read back after the write: unexpected mode %q", fields[1])
+	}
+	return checkWritten(fields[0] == sum, fs.FileMode(got), perm)
+}
+
+// checkWritten is the verdict of a read-back, the same for both executors.
+func checkWritten(sameData bool, gotPerm, perm fs.FileMode) error {
+	if !sameData {
+		return errors.New("read back after the write: the file does not hold the data written")
+	}
+	if gotPerm != perm {
+		return fmt.Errorf("read back after the write: mode is %04o, want %04o", gotPerm, perm)
 	}
 	return nil
 }
