@@ -91,9 +91,9 @@ func ensure(ctx context.Context, ex node.Executor, p string, w Want) (state.File
 		}
 		mode := w.Mode
 		if mode == 0 {
-			mode = 0o600
+			mode = SecretMode
 		}
-		err = ex.WriteFile(ctx, p, w.Data, mode)
+		err = ex.ReplaceFile(ctx, p, w.Data, mode, expectOf(cur))
 	}
 	if err != nil {
 		return fc, false, err
@@ -109,8 +109,26 @@ func symlink(ctx context.Context, ex node.Executor, target, p string) error {
 	if _, err := ex.Run(ctx, []string{"ln", "-sfn", "--", target, tmp}, nil); err != nil {
 		return err
 	}
-	_, err := ex.Run(ctx, []string{"mv", "-Tf", "--", tmp, p}, nil)
+	if _, err := ex.Run(ctx, []string{"mv", "-Tf", "--", tmp, p}, nil); err != nil {
+		return err
+	}
+	// The rename is durable only once its directory is synced.
+	_, err := ex.Run(ctx, []string{"sync", "--", path.Dir(p)}, nil)
 	return err
+}
+
+// expectOf is the condition a write puts on its target: that it still
+// holds what the step read just before, so that a write landing late (a
+// session hung by a partition) never replaces what a resumed run wrote.
+func expectOf(cur Want) node.Expect {
+	switch {
+	case cur.Absent:
+		return node.Expect{Absent: true}
+	case cur.Link != "":
+		return node.Expect{Any: true} // a link replaced by a file: the link is ours to replace
+	default:
+		return node.Expect{SHA256: digest(cur)}
+	}
 }
 
 // digest names content in the journal: the sha256 of a file, "link:target"
