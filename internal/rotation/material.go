@@ -91,8 +91,26 @@ func (m *Material) bundle(kind model.CAKind, s Stage, orig []byte) []byte {
 	}
 }
 
+// SecretMode is the mode of every secret carotate writes, whatever the
+// mode of the file it replaces: a ca.key found at 0644 is not kept at 0644.
+// Rolled back to the original stage, a file gets its original mode again,
+// since rollback restores what was there byte for byte.
+const SecretMode fs.FileMode = 0o600
+
 // At is the content of path on node n at stage s.
 func (m *Material) At(n *Node, p string, s Stage) (Want, error) {
+	w, err := m.content(n, p, s)
+	if err != nil || s == Original || w.Absent || w.Link != "" {
+		return w, err
+	}
+	if w.Secret || isSecretPath(p) {
+		w.Secret, w.Mode = true, SecretMode
+	}
+	return w, nil
+}
+
+// content is what path holds at stage s, before the secret mode rule.
+func (m *Material) content(n *Node, p string, s Stage) (Want, error) {
 	orig, had := m.original(n.Name, p)
 	keep := func() (Want, error) {
 		if !had {

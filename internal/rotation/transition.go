@@ -286,6 +286,10 @@ func (r *Rotation) describe(ctx context.Context, t transition) (engine.Plan, err
 		if err != nil {
 			return pl, err
 		}
+		if w.Secret && !cur.Absent && cur.Link == "" && cur.Mode&^SecretMode != 0 {
+			pl.Diffs = append(pl.Diffs, engine.ObjectDiff(t.node.Name+":"+p, "mode (too loose for a secret)",
+				fmt.Sprintf("%04o", cur.Mode), fmt.Sprintf("%04o", SecretMode)))
+		}
 		if cur.equal(w) {
 			continue
 		}
