@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/carotate/carotate/internal/inspect"
 	"github.com/carotate/carotate/internal/manifest"
 )
 
@@ -26,6 +27,24 @@ type staticPodState struct {
 	Restart string // our annotation, "" when absent
 	Hash    string
 	Ready   bool
+	// Containers is each container's state as the kubelet reports it,
+	// e.g. "kube-scheduler running since 12:00:01" or "waiting: CrashLoopBackOff".
+	Containers []string
+}
+
+func containerStates(pod *corev1.Pod) []string {
+	var out []string
+	for _, c := range pod.Status.ContainerStatuses {
+		switch s := c.State; {
+		case s.Running != nil:
+			out = append(out, fmt.Sprintf("%s running since %s (restarts %d)", c.Name, s.Running.StartedAt.UTC().Format(time.TimeOnly), c.RestartCount))
+		case s.Waiting != nil:
+			out = append(out, fmt.Sprintf("%s waiting: %s %s", c.Name, s.Waiting.Reason, s.Waiting.Message))
+		case s.Terminated != nil:
+			out = append(out, fmt.Sprintf("%s terminated: %s exit %d", c.Name, s.Terminated.Reason, s.Terminated.ExitCode))
+		}
+	}
+	return out
 }
 
 func (r *Rotation) staticPod(ctx context.Context, component, nodeName string) (staticPodState, error) {
@@ -36,7 +55,7 @@ func (r *Rotation) staticPod(ctx context.Context, component, nodeName string) (s
 	if err != nil {
 		return staticPodState{}, fmt.Errorf("read mirror pod kube-system/%s-%s: %w", component, nodeName, err)
 	}
-	st := staticPodState{Exists: true, Restart: pod.Annotations[RestartAnnotation], Hash: pod.Annotations[configHashAnnotation]}
+	st := staticPodState{Exists: true, Restart: pod.Annotations[RestartAnnotation], Hash: pod.Annotations[configHashAnnotation], Containers: containerStates(pod)}
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
 			st.Ready = true
@@ -97,10 +116,37 @@ func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashB
 		return st.Exists && st.Restart == want && (hashBefore == "" || st.Hash != hashBefore) && st.Ready, nil
 	})
 	if err != nil {
-		return fmt.Errorf("node %s: %s did not come back Ready from its new manifest within %s (mirror pod annotation %q, want %q, ready %v); look at `crictl ps -a` and the container log on the node: %w",
-			nodeName, component, r.timeouts().StaticPod, last.Restart, want, last.Ready, err)
+		return r.staticPodTimeout(ctx, component, nodeName, hashBefore, want, last, err)
 	}
 	return nil
+}
+
+// staticPodTimeout says what a static pod wait saw when it gave up: a
+// duplicate definition in manifests/ (named as the cause, since the kubelet
+// then runs whichever copy it read last), the mirror pod's annotation, hash
+// and readiness, and its containers' states.
+func (r *Rotation) staticPodTimeout(ctx context.Context, component, nodeName, hashBefore, want string, last staticPodState, err error) error {
+	ctx = context.WithoutCancel(ctx)
+	if n := r.node(nodeName); n != nil {
+		if strays, serr := inspect.StrayManifests(ctx, n.Exec, ManifestsDir); serr == nil && len(strays) > 0 {
+			return fmt.Errorf("node %s: %s did not come back from its new manifest within %s, because %w",
+				nodeName, component, r.timeouts().StaticPod, &StrayManifestError{Node: nodeName, Files: strays})
+		}
+	}
+	saw := "no mirror pod"
+	if last.Exists {
+		hash := "changed"
+		if hashBefore != "" && last.Hash == hashBefore {
+			hash = "unchanged (" + last.Hash + ")"
+		}
+		containers := strings.Join(last.Containers, "; ")
+		if containers == "" {
+			containers = "no container status"
+		}
+		saw = fmt.Sprintf("mirror pod annotation %q (want %q), config hash %s, ready %v, containers: %s", last.Restart, want, hash, last.Ready, containers)
+	}
+	return fmt.Errorf("node %s: %s did not come back Ready from its new manifest within %s: %s; look at `crictl ps -a` and the container log on the node: %w",
+		nodeName, component, r.timeouts().StaticPod, saw, err)
 }
 
 // kubeletStart is when the node's kubelet process started, by the node's
