@@ -55,7 +55,9 @@
 //
 // A gate after each phase verifies the cluster before the next one.
 // Rollback runs the same steps' undos in reverse, from any stage before
-// finalize completes.
+// finalize completes. Rolled back from a partly run finalize, it first
+// restarts the pods started since finalize began, once kube-root-ca.crt
+// holds old and new again: they may have read it new-only.
 package rotation
 
 import (
@@ -95,10 +97,14 @@ type Rotation struct {
 	// ReloadWait is how long the apiserver may take to re-read
 	// apiserver-kubelet-client.crt (5 minutes in v1.37, plus margin).
 	ReloadWait time.Duration
-	Clock      func() time.Time
-	Sleep      func(time.Duration)
-	Timeouts   Timeouts
-	Log        *slog.Logger
+	// FinalizeStarted is when finalize first began (zero before): a
+	// rollback restarts the pods started since, which may trust only the
+	// new CA.
+	FinalizeStarted time.Time
+	Clock           func() time.Time
+	Sleep           func(time.Duration)
+	Timeouts        Timeouts
+	Log             *slog.Logger
 
 	mu         sync.Mutex
 	restarts   map[[2]string]int
@@ -219,7 +225,7 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 			kubeletFiles: []string{kubeletConf, KubeletClientCurrent}}.step("kubelet client certificate from the new CA"))
 	}
 
-	finalize = append(finalize, r.nothingOldStep(), r.reloadWaitStep())
+	finalize = append(finalize, r.newOnlyPodsStep(), r.nothingOldStep(), r.reloadWaitStep())
 	for _, n := range r.controlPlanes() {
 		finalize = append(finalize,
 			transition{node: n, to: Finalized,

@@ -113,3 +113,45 @@ func (r *Rotation) workloadsStep() engine.Step[*Rotation] {
 		},
 	}
 }
+
+// newOnlyPodsStep acts only on the way back. Once finalize has begun,
+// kube-controller-manager may have published a new-only kube-root-ca.crt,
+// and pods started since read it once, at start: when a rollback makes the
+// apiserver serve the old CA again, they would fail with x509 errors. It
+// sits first in finalize, so a rollback undoes it last there: after the
+// control planes trust old and new again and kube-root-ca.crt holds both,
+// the pods started since finalize began are restarted through the same
+// machinery as trust's restarts (rollouts, PodDisruptionBudgets).
+func (r *Rotation) newOnlyPodsStep() engine.Step[*Rotation] {
+	return engine.Step[*Rotation]{
+		Name:   "restart pods that may trust only the new CA",
+		Target: engine.Target{Object: "Deployments, DaemonSets, StatefulSets, bare Pods"},
+		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
+			return true, "only a rollback of finalize restarts them", nil
+		},
+		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+			return engine.Change{}, nil
+		},
+		Undo: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+			if r.FinalizeStarted.IsZero() {
+				return engine.Change{Detail: "finalize never began"}, nil
+			}
+			oldNew := pki.BuildBundle(r.M.Old[model.ClusterCA].Cert, r.M.New[model.ClusterCA].Cert)
+			if _, err := workload.WaitRootCA(ctx, r.Client, oldNew, r.timeouts().RootCA); err != nil {
+				return engine.Change{}, err
+			}
+			opts, err := r.workloadOptions(ctx)
+			if err != nil {
+				return engine.Change{}, err
+			}
+			opts.Annotation = r.M.RotationID + "/rollback-" + PhaseFinalize
+			opts.StartedAfter = r.FinalizeStarted
+			res, err := workload.Restart(ctx, r.Client, opts)
+			if err != nil {
+				return engine.Change{}, err
+			}
+			detail := fmt.Sprintf("%d restarted, %d evicted (started after finalize began at %s)", res.Restarted, res.Evicted, r.FinalizeStarted.UTC().Format(time.RFC3339))
+			return engine.Change{Changed: res.Restarted+res.Evicted > 0, Detail: detail}, nil
+		},
+	}
+}

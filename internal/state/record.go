@@ -31,6 +31,10 @@ type Record struct {
 	// any other key (CheckKey).
 	BackupKeyPath string `json:"backupKeyPath,omitempty"`
 	BackupKeyID   string `json:"backupKeyID,omitempty"`
+	// FinalizeStartedAt is when finalize first began to change the
+	// cluster: a rollback from a partly run finalize restarts the pods
+	// started since, which may have read a new-only kube-root-ca.crt.
+	FinalizeStartedAt time.Time `json:"finalizeStartedAt,omitzero"`
 }
 
 // CAChange is one CA's old and new SPKI sha256 fingerprints.
