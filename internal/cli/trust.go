@@ -6,21 +6,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"k8s.io/client-go/rest"
 
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
-	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
+	"github.com/carotate/carotate/internal/state/backup"
 )
 
 // inProgress is a rotation found in the state directory that has not
 // finished: its new cluster CA, and the phase it last finished.
 type inProgress struct {
-	phase string
-	newCA *pki.CA
+	clusterID string
+	rec       state.Record
+	dir       *state.Dir // the rotation's own directory
+	newCert   *x509.Certificate
 }
 
 // findInProgress reads every cluster's record under root. carotate's own
@@ -45,7 +46,7 @@ func findInProgress(root string) []inProgress {
 			continue
 		}
 		rec, err := d.LoadRecord()
-		if err != nil || rec.RotationID == "" || rec.Phase == recordRolledBack || rec.Phase == rotation.PhaseFinalize+"d" {
+		if err != nil || rec.RotationID == "" || rec.Phase == recordRolledBack || rec.Phase == recordFinalized {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(d.Path(), rec.RotationID)); err != nil {
@@ -55,11 +56,11 @@ func findInProgress(root string) []inProgress {
 		if err != nil {
 			continue
 		}
-		ca, err := rd.LoadCA(model.ClusterCA)
+		cert, err := rd.LoadCACert(model.ClusterCA)
 		if err != nil {
 			continue
 		}
-		out = append(out, inProgress{phase: rec.Phase, newCA: ca})
+		out = append(out, inProgress{clusterID: e.Name(), rec: rec, dir: rd, newCert: cert})
 	}
 	return out
 }
@@ -91,7 +92,7 @@ func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
 		}
 	}
 	for _, f := range found {
-		certs = append(certs, f.newCA.Cert)
+		certs = append(certs, f.newCert)
 	}
 	cfg.TLSClientConfig.CAData = pki.BuildBundle(pki.Dedupe(certs)...)
 	cfg.TLSClientConfig.CAFile = ""
@@ -112,11 +113,15 @@ func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
 		return nil, err
 	}
 	for _, f := range found {
-		if old.CheckSignatureFrom(f.newCA.Cert) == nil {
+		if old.CheckSignatureFrom(f.newCert) == nil {
 			return cfg, nil // already from the new CA
 		}
 	}
-	leaf, err := pki.Reissue(old, found[0].newCA, pki.ReissueOptions{Now: o.now(), Source: "kubeconfig client-certificate", NewKey: true})
+	newCA, err := o.unsealNewCA(found[0])
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := pki.Reissue(old, newCA, pki.ReissueOptions{Now: o.now(), Source: "kubeconfig client-certificate", NewKey: true})
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +134,25 @@ func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
 	}
 	cfg.TLSClientConfig.CertData, cfg.TLSClientConfig.KeyData = leaf.CertPEM(), keyPEM
 	cfg.TLSClientConfig.CertFile, cfg.TLSClientConfig.KeyFile = "", ""
-	_ = time.Second
 	return cfg, nil
+}
+
+// unsealNewCA reads the new cluster CA's key of a rotation in progress,
+// with the backup key the rotation was started with.
+func (o *RotateOptions) unsealNewCA(f inProgress) (*pki.CA, error) {
+	path := o.BackupKeyFile
+	if path == "" {
+		path = f.rec.BackupKeyPath
+	}
+	if path == "" {
+		path = legacyKeyFile(o.StateDir, f.clusterID)
+	}
+	key, err := backup.LoadKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: rotation %s was started with backup key %s: %w; pass --backup-key with that key", ErrRefused, f.rec.RotationID, orUnknown(f.rec.BackupKeyID), err)
+	}
+	if err := state.CheckKey(f.rec, key); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return f.dir.LoadNewCA(model.ClusterCA, key)
 }
