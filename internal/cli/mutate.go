@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -113,13 +112,8 @@ func (s *session) runner(ctx context.Context, j engine.Journal) *engine.Runner[*
 // mutate plans, asks, then applies (or rolls back) phase by phase,
 // recording each finished phase. The caller holds the lock; ctx is
 // cancelled if it is lost.
-func (s *session) mutate(ctx context.Context, run []engine.Phase[*rotation.Rotation], rollback bool) (err error) {
+func (s *session) mutate(ctx context.Context, run []engine.Phase[*rotation.Rotation], rollback bool) error {
 	o := s.o
-	defer func() {
-		if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(err, cause) {
-			err = fmt.Errorf("%w\n%w", err, cause)
-		}
-	}()
 	if err := s.preflight(); err != nil {
 		return err
 	}

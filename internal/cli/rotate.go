@@ -183,7 +183,7 @@ func (o *RotateOptions) Validate() error {
 // Run runs the command. The phases to run are decided from the record
 // alone, so that a command with nothing to do, or one that is refused,
 // returns before it takes the lock, gathers or connects to anything.
-func (o *RotateOptions) Run(ctx context.Context) error {
+func (o *RotateOptions) Run(ctx context.Context) (err error) {
 	s, err := o.openState(ctx)
 	if err != nil {
 		return err
@@ -227,6 +227,11 @@ func (o *RotateOptions) Run(ctx context.Context) error {
 			return err
 		}
 		defer release()
+		defer func() {
+			if cause := context.Cause(lctx); err != nil && cause != nil && !errors.Is(err, cause) {
+				err = fmt.Errorf("%w\nstopped: %w", err, cause)
+			}
+		}()
 		ctx = lctx
 	}
 	defer s.close()
