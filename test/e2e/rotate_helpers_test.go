@@ -25,9 +25,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/carotate/carotate/internal/lab"
+	"github.com/carotate/carotate/internal/lab/labtest"
 	"github.com/carotate/carotate/internal/probe"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
+	"github.com/carotate/carotate/internal/state/backup"
 )
 
 // rotator runs carotate against a lab with one state directory.
@@ -36,6 +38,13 @@ type rotator struct {
 	l        *lab.Lab
 	bin      string
 	stateDir string
+	// backupKey is the --backup-key file, apart from the state directory
+	// as carotate requires.
+	backupKey string
+}
+
+func newRotator(t *testing.T, l *lab.Lab) *rotator {
+	return &rotator{t: t, l: l, bin: labtest.Carotate(t), stateDir: t.TempDir(), backupKey: filepath.Join(t.TempDir(), "backup.key")}
 }
 
 type result struct {
@@ -46,7 +55,7 @@ type result struct {
 }
 
 func (r *rotator) command(args ...string) *exec.Cmd {
-	args = append(args, "--state-dir", r.stateDir)
+	args = append(args, "--state-dir", r.stateDir, "--backup-key", r.backupKey)
 	cmd := exec.Command(r.bin, args...)
 	cmd.Env = sshEnv(r.l, r.l.KnownHosts())
 	return cmd
@@ -92,6 +101,40 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// store opens the rotation's sealed store with the backup key.
+func (r *rotator) store() (*rotation.Store, state.Record) {
+	r.t.Helper()
+	rec, ok := r.record()
+	if !ok {
+		r.t.Fatal("no rotation record")
+	}
+	matches, _ := filepath.Glob(filepath.Join(r.stateDir, "*", "record.json"))
+	clusterDir, err := state.Open(r.stateDir, filepath.Base(filepath.Dir(matches[0])))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	rotDir, err := state.Open(clusterDir.Path(), rec.RotationID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	key, err := backup.LoadKey(r.backupKey)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return &rotation.Store{Dir: rotDir, Key: key}, rec
+}
+
+// durableKeyCopies counts, for each old and new CA key, the sealed copies
+// in the state directory.
+func (r *rotator) durableKeyCopies() (map[string]int, error) {
+	store, rec := r.store()
+	m, err := store.Load(rec.RotationID)
+	if err != nil {
+		return nil, err
+	}
+	return store.DurableKeyCopies(m)
 }
 
 // record reads the rotation record of the lab's cluster.

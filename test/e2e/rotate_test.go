@@ -1,18 +1,16 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,19 +23,22 @@ import (
 	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/rotation"
 )
 
 // TestRotateOneControlPlane rotates the CAs of a 1+2 kubeadm cluster: the
-// refusals first, then rollback from after prepare, trust and switch, then
-// a rotation killed with SIGKILL during trust and resumed, a rerun that
-// changes nothing, finalize, and everything the cluster must do after.
+// refusals first; rollback from after prepare and trust; a rollback from a
+// partly run finalize, stopped once by a lost lock and resumed; then the
+// crash matrix, a rotation killed at random side effects of all four
+// phases and resumed after each kill; a rerun that changes nothing; and
+// everything the cluster must do after.
 func TestRotateOneControlPlane(t *testing.T) {
 	l := labtest.Start(t, lab.Options{Name: "rota", Subnet: "217.0", ControlPlanes: 1, Workers: 2})
 	ctx := context.Background()
 	if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	r := &rotator{t: t, l: l, bin: labtest.Carotate(t), stateDir: t.TempDir()}
+	r := newRotator(t, l)
 	cp := l.ControlPlaneNodes()[0].Name
 	before := snapshot(t, l)
 	oldAdmin, err := os.ReadFile(l.Kubeconfig())
@@ -103,6 +104,43 @@ func TestRotateOneControlPlane(t *testing.T) {
 				t.Fatal(err)
 			}
 			refused(t, res, "bob@elsewhere pid 4242")
+			// The lock is taken before anything is gathered: the refusal
+			// comes without a plan (it took 19 s, after a full plan, when
+			// the lock came last).
+			if strings.Contains(res.stdout, "Plan for rotation") {
+				t.Errorf("a refused second run printed a plan:\n%s", res.stdout)
+			}
+			t.Logf("refused by the lock in %s", res.took.Round(10*time.Millisecond))
+		})
+		t.Run("no --backup-key for a new rotation", func(t *testing.T) {
+			cmd := exec.Command(r.bin, "rotate", "--yes", "--state-dir", r.stateDir)
+			cmd.Env = sshEnv(l, l.KnownHosts())
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			ee, _ := err.(*exec.ExitError)
+			res := result{stderr: stderr.String(), code: -1}
+			if ee != nil {
+				res.code = ee.ExitCode()
+			}
+			refused(t, res, "--backup-key")
+		})
+		t.Run("a backup key inside the state directory", func(t *testing.T) {
+			inside := filepath.Join(r.stateDir, "backup.key")
+			cmd := exec.Command(r.bin, "rotate", "--yes", "--state-dir", r.stateDir, "--backup-key", inside)
+			cmd.Env = sshEnv(l, l.KnownHosts())
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			ee, _ := err.(*exec.ExitError)
+			res := result{stderr: stderr.String(), code: -1}
+			if ee != nil {
+				res.code = ee.ExitCode()
+			}
+			refused(t, res, inside, "inside the state directory")
+			if _, err := os.Stat(inside); err == nil {
+				t.Errorf("the refused run created %s", inside)
+			}
 		})
 		t.Run("a NotReady node", func(t *testing.T) {
 			worker := "worker-2"
@@ -123,7 +161,7 @@ func TestRotateOneControlPlane(t *testing.T) {
 		t.FailNow()
 	}
 
-	for _, until := range []string{"prepare", "trust", "switch"} {
+	for _, until := range []string{"prepare", "trust"} {
 		t.Run("rollback after "+until, func(t *testing.T) {
 			r.t = t
 			if res := r.run("rotate", "--yes", "--until", until); res.code != 0 {
@@ -152,59 +190,37 @@ func TestRotateOneControlPlane(t *testing.T) {
 		}
 	}
 
+	t.Run("rollback from a partly run finalize, stopped by a lost lock and resumed", func(t *testing.T) {
+		r.t = t
+		rollbackFromFinalize(t, r, before)
+	})
+	r.t = t
+	if t.Failed() {
+		t.FailNow()
+	}
+
 	probes := startProbeRecorder(t, l)
 	rotationStart := time.Now()
-	var outputs, logs []string
-	t.Run("kill -9 during trust, then resume", func(t *testing.T) {
+	var outputs []string
+	seed := crashSeed(t)
+	kills := chooseKills(rand.New(rand.NewPCG(seed, seed)), []string{"prepare", "trust", "switch", "finalize"}, 6)
+	t.Logf("crash matrix: seed %d (replay with CAROTATE_FAILPOINT_SEED=%d), kills %v", seed, seed, kills)
+	var rotateKills, finalizeKills []kill
+	for _, k := range kills {
+		if k.phase == "finalize" {
+			finalizeKills = append(finalizeKills, k)
+		} else {
+			rotateKills = append(rotateKills, k)
+		}
+	}
+	var fired []string
+	t.Run("crash matrix: rotate killed at random side effects, resumed after each", func(t *testing.T) {
 		r.t = t
-		cmd := r.command("rotate", "--yes")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		killed := false
-		var seen strings.Builder
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			seen.WriteString(line + "\n")
-			if strings.HasPrefix(line, "[trust] "+cp+":") && !strings.Contains(line, "will change") && !strings.Contains(line, "already done") {
-				second := r.run("rotate", "--yes")
-				if second.code != cli.ExitBlocking || !strings.Contains(second.stderr, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
-					t.Errorf("a second carotate during the first: exit %d, want %d naming pid %d:\n%s", second.code, cli.ExitBlocking, cmd.Process.Pid, second.stderr)
-				}
-				cmd.Process.Signal(syscall.SIGKILL)
-				killed = true
-				break
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		cmd.Wait()
-		outputs, logs = append(outputs, seen.String()), append(logs, stderr.String())
-		t.Logf("first run, killed during trust:\n%s", progressOnly(seen.String()))
-		if !killed {
-			t.Fatalf("the rotation never reached trust on %s:\n%s", cp, stderr.String())
-		}
-		rec, ok := r.record()
-		if !ok || rec.CAs[model.ClusterCA].New == "" {
-			t.Fatalf("no record with the new CA after the kill: %+v", rec)
-		}
-		res := r.run("rotate", "--yes")
-		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
-		if res.code != 0 {
-			t.Fatalf("resumed rotate: exit %d", res.code)
-		}
-		after, _ := r.record()
-		if after.RotationID != rec.RotationID || after.CAs[model.ClusterCA].New != rec.CAs[model.ClusterCA].New || after.CAs[model.FrontProxyCA].New != rec.CAs[model.FrontProxyCA].New {
-			t.Errorf("the resumed rotation is not the same: before %+v, after %+v", rec, after)
-		}
-		if after.Phase != "switch" {
-			t.Errorf("record phase %q after rotate, want switch", after.Phase)
+		f, outs := r.crashRun("rotate", rotateKills)
+		fired, outputs = append(fired, f...), append(outputs, outs...)
+		rec, _ := r.record()
+		if rec.Phase != "switch" {
+			t.Errorf("record phase %q after rotate, want switch", rec.Phase)
 		}
 	})
 	r.t = t
@@ -227,18 +243,24 @@ func TestRotateOneControlPlane(t *testing.T) {
 	})
 	r.t = t
 
-	t.Run("finalize", func(t *testing.T) {
+	var material *rotation.Material
+	t.Run("crash matrix: finalize killed at random side effects, resumed after each", func(t *testing.T) {
 		r.t = t
-		res := r.run("finalize", "--yes")
-		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
-		if res.code != 0 {
-			t.Fatalf("finalize: exit %d", res.code)
+		material = r.material()
+		f, outs := r.crashRun("finalize", finalizeKills)
+		fired, outputs = append(fired, f...), append(outputs, outs...)
+		t.Logf("crash matrix, seed %d: %d of %d kills fired:\n  %s", seed, len(fired), len(kills), strings.Join(fired, "\n  "))
+		if len(fired) < 4 {
+			t.Errorf("only %d of %d kills fired: the matrix did not reach every phase", len(fired), len(kills))
 		}
 	})
 	r.t = t
 	if t.Failed() {
 		t.FailNow()
 	}
+	t.Run("the killed rotation ends where an uninterrupted one does", func(t *testing.T) {
+		requireFinalizedBytes(t, l, material)
+	})
 	rotationEnd := time.Now()
 	checkAfterRotation(t, l, r, before, oldAdmin)
 
@@ -246,8 +268,8 @@ func TestRotateOneControlPlane(t *testing.T) {
 		joinFreshWorker(t, l, r, "worker-2")
 	})
 
-	t.Logf("REPORT 1+2\nphases: %s\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v",
-		strings.Join(phaseTimes(logs...), ", "), sortedLines(restartCounts(outputs...)), rotationEnd.Sub(rotationStart).Round(time.Second),
+	t.Logf("REPORT 1+2 (killed %d times)\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v",
+		len(fired), sortedLines(restartCounts(outputs...)), rotationEnd.Sub(rotationStart).Round(time.Second),
 		probes.failures(t, rotationStart, rotationEnd))
 }
 
@@ -259,7 +281,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	r := &rotator{t: t, l: l, bin: labtest.Carotate(t), stateDir: t.TempDir()}
+	r := newRotator(t, l)
 	before := snapshot(t, l)
 	oldAdmin, err := os.ReadFile(l.Kubeconfig())
 	if err != nil {
