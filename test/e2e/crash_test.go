@@ -117,12 +117,7 @@ func (r *rotator) crashRun(command string, kills []kill, extra ...string) (fired
 			r.t.Logf("%s: the failpoint did not fire (the phase had fewer side effects left, or was done)", k)
 			continue
 		}
-		what := ""
-		for _, line := range strings.Split(res.stderr, "\n") {
-			if strings.HasPrefix(line, "failpoint: ") {
-				what = line
-			}
-		}
+		what := lastFailpointLine(res.stderr)
 		if what == "" {
 			r.t.Errorf("%s: killed, but carotate did not say at which side effect", k)
 		}
@@ -135,6 +130,18 @@ func (r *rotator) crashRun(command string, kills []kill, extra ...string) (fired
 		r.t.Fatalf("%s after the kills: exit %d", command, res.code)
 	}
 	return fired, outputs
+}
+
+// lastFailpointLine is the line in which carotate said where it killed
+// itself, "" when there is none.
+func lastFailpointLine(stderr string) string {
+	what := ""
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(line, "failpoint: ") {
+			what = line
+		}
+	}
+	return what
 }
 
 // checkInvariants is what must hold at every point of a rotation, a
