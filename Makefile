@@ -14,7 +14,7 @@ GO          ?= go
 TEST_TIMEOUT ?= 80m
 DEMO_DIR    ?= /tmp/carotate-demo
 
-.PHONY: all build deps components demo test unit e2e fuzz clean
+.PHONY: all build deps components demo test unit e2e fuzz soak clean
 
 all: build
 
@@ -56,6 +56,13 @@ fuzz:
 
 unit:
 	$(GO) test -short ./...
+
+# Kills a rotation of a 1+2 lab at every one of its side effects, twice
+# (just after each, and just before each), resuming after every kill. Not
+# run by `make test`; see the README for how long it takes.
+SOAK_TIMEOUT ?= 240m
+soak: components
+	CAROTATE_E2E=require CAROTATE_SOAK=1 $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoakCrashAtEverySideEffect$$' -v ./test/e2e
 
 clean:
 	rm -rf bin

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 )
 
 // Version is carotate's version, set at build time with
@@ -141,9 +142,10 @@ func newVersionCommand() *cobra.Command {
 
 // stdinIsTerminal reports whether stdin is a character device, which is
 // all a typed confirmation needs to know.
+// stdinIsTerminal: a terminal, not merely a character device (/dev/null
+// is one, and a cron job's stdin must never count as an operator typing).
 func stdinIsTerminal() bool {
-	fi, err := os.Stdin.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(os.Stdin.Fd()))
 }
 
 // options is a command in kubectl's shape: Complete fills defaults from the
