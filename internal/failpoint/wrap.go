@@ -33,6 +33,19 @@ func (e *executor) ReplaceFile(ctx context.Context, p string, data []byte, mode 
 	return e.c.Do(e.what("write", p), func() error { return e.Executor.ReplaceFile(ctx, p, data, mode, prev) })
 }
 
+// ReplaceFiles is one side effect, however many files it writes: the node
+// renames them back to back, so a crash cannot fall between them.
+func (e *executor) ReplaceFiles(ctx context.Context, files []node.FileWrite) error {
+	if len(files) == 0 {
+		return e.Executor.ReplaceFiles(ctx, files) // writes nothing: not a side effect
+	}
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.Path
+	}
+	return e.c.Do(e.what("write", strings.Join(paths, ", ")), func() error { return e.Executor.ReplaceFiles(ctx, files) })
+}
+
 func (e *executor) Remove(ctx context.Context, p string) error {
 	return e.c.Do(e.what("remove", p), func() error { return e.Executor.Remove(ctx, p) })
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -279,6 +280,8 @@ func testExecutor(t *testing.T, ex Executor, tr nodeTree) {
 		}
 	})
 
+	t.Run("ReplaceFiles", func(t *testing.T) { testReplaceFiles(t, ex, tr) })
+
 	t.Run("ReadFile", func(t *testing.T) {
 		tr.mkfile(t, "read/ca.crt", "cert", 0o644)
 		got, err := ex.ReadFile(ctx, tr.p("read/ca.crt"))
@@ -507,4 +510,264 @@ func snapshot(t *testing.T, h string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("file %04o %s", fi.Mode().Perm(), data)
+}
+
+// testReplaceFiles is testExecutor's part for batches: all or nothing.
+func testReplaceFiles(t *testing.T, ex Executor, tr nodeTree) {
+	ctx := context.Background()
+	const (
+		oldCrt = "old cert\n"
+		oldKey = "old key\n"
+		newCrt = "new cert\n"
+		newKey = canary
+		newFP  = "new front-proxy cert\n"
+	)
+	// batch is a CA's certificate and key in pki/, and a new certificate
+	// in another directory, each case in a directory of its own.
+	type batch struct {
+		files []FileWrite
+		hosts []string // host path of each target
+		dirs  []string // host directories the targets are in
+	}
+	n := 0
+	newBatch := func(t *testing.T) batch {
+		t.Helper()
+		n++
+		dir := path.Join("batch", strconv.Itoa(n))
+		tr.mkfile(t, path.Join(dir, "pki/ca.crt"), oldCrt, 0o644)
+		tr.mkfile(t, path.Join(dir, "pki/ca.key"), oldKey, 0o600)
+		if err := os.MkdirAll(tr.host(tr.p(path.Join(dir, "front"))), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := batch{files: []FileWrite{
+			{Path: tr.p(path.Join(dir, "pki/ca.crt")), Data: []byte(newCrt), Mode: 0o644, Prev: ExpectContent([]byte(oldCrt))},
+			{Path: tr.p(path.Join(dir, "pki/ca.key")), Data: []byte(newKey), Mode: 0o600, Prev: ExpectContent([]byte(oldKey))},
+			{Path: tr.p(path.Join(dir, "front/front-proxy-ca.crt")), Data: []byte(newFP), Mode: 0o644, Prev: Expect{Absent: true}},
+		}}
+		for _, f := range b.files {
+			b.hosts = append(b.hosts, tr.host(f.Path))
+		}
+		b.dirs = []string{filepath.Dir(b.hosts[0]), filepath.Dir(b.hosts[2])}
+		return b
+	}
+	snapshots := func(t *testing.T, b batch) []string {
+		t.Helper()
+		var out []string
+		for _, h := range b.hosts {
+			if fi, err := os.Lstat(h); err == nil && fi.IsDir() {
+				out = append(out, fmt.Sprintf("directory holding %v", dotFiles(t, h)))
+				continue
+			}
+			out = append(out, snapshot(t, h))
+		}
+		return out
+	}
+	noTemps := func(t *testing.T, b batch) {
+		t.Helper()
+		for _, d := range b.dirs {
+			if diff := cmp.Diff([]string(nil), dotFiles(t, d)); diff != "" {
+				t.Errorf("temporary files left in %s (-want +got):\n%s", d, diff)
+			}
+		}
+	}
+	allNew := []string{"file 0644 " + newCrt, "file 0600 " + newKey, "file 0644 " + newFP}
+	noLeak := func(t *testing.T, err error) {
+		t.Helper()
+		if err != nil && strings.Contains(err.Error(), "CANARY") {
+			t.Errorf("error leaks file contents: %v", err)
+		}
+	}
+
+	t.Run("writes every file", func(t *testing.T) {
+		b := newBatch(t)
+		if err := ex.ReplaceFiles(ctx, b.files); err != nil {
+			t.Fatalf("ReplaceFiles: %v", err)
+		}
+		if diff := cmp.Diff(allNew, snapshots(t, b)); diff != "" {
+			t.Errorf("targets (-want +got):\n%s", diff)
+		}
+		noTemps(t, b)
+		// A rerun, as after an ambiguous failure, converges: targets
+		// already holding their new data satisfy their Prev.
+		if err := ex.ReplaceFiles(ctx, b.files); err != nil {
+			t.Fatalf("rerun: %v", err)
+		}
+		if diff := cmp.Diff(allNew, snapshots(t, b)); diff != "" {
+			t.Errorf("targets after the rerun (-want +got):\n%s", diff)
+		}
+		noTemps(t, b)
+	})
+
+	t.Run("odd file names are only names", func(t *testing.T) {
+		dir := tr.p("batch/odd")
+		if err := os.MkdirAll(tr.host(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var files []FileWrite
+		for i, name := range []string{"-rf", "with space\nand newline", "'$(touch pwned)'\"`x`", "${IFS}*"} {
+			files = append(files, FileWrite{Path: path.Join(dir, name), Data: []byte(strconv.Itoa(i)), Mode: 0o600, Prev: Expect{Absent: true}})
+		}
+		if err := ex.ReplaceFiles(ctx, files); err != nil {
+			t.Fatalf("ReplaceFiles: %v", err)
+		}
+		entries, err := os.ReadDir(tr.host(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, e := range entries {
+			data, err := os.ReadFile(filepath.Join(tr.host(dir), e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[e.Name()] = string(data)
+		}
+		want := map[string]string{"-rf": "0", "with space\nand newline": "1", "'$(touch pwned)'\"`x`": "2", "${IFS}*": "3"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("directory (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("one failing precondition changes nothing", func(t *testing.T) {
+		tests := []struct {
+			name    string
+			index   int
+			spoil   func(t *testing.T, b batch)
+			wantErr string // after "node N: write PATH: "; "" for ErrChanged with wantWhy
+			wantWhy string
+		}{
+			{"the first file's content differs", 0, func(t *testing.T, b batch) {
+				if err := os.WriteFile(b.hosts[0], []byte("someone else's\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}, "", changedContent},
+			{"the second file is missing", 1, func(t *testing.T, b batch) {
+				if err := os.Remove(b.hosts[1]); err != nil {
+					t.Fatal(err)
+				}
+			}, "", changedMissing},
+			{"the last file, expected absent, exists", 2, func(t *testing.T, b batch) {
+				if err := os.WriteFile(b.hosts[2], []byte("someone else's\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}, "", changedExists},
+			{"a directory is in the last file's place", 2, func(t *testing.T, b batch) {
+				if err := os.Mkdir(b.hosts[2], 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}, targetIsDir, ""},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				b := newBatch(t)
+				tc.spoil(t, b)
+				before := snapshots(t, b)
+				err := ex.ReplaceFiles(ctx, b.files)
+				noLeak(t, err)
+				prefix := "node " + ex.Name() + ": write " + b.files[tc.index].Path + ": "
+				switch {
+				case tc.wantWhy != "":
+					if !errors.Is(err, ErrChanged) {
+						t.Fatalf("ReplaceFiles error = %v, want ErrChanged", err)
+					}
+					if want := prefix + ErrChanged.Error() + " (" + tc.wantWhy + ")"; err.Error() != want {
+						t.Errorf("error = %q, want %q", err, want)
+					}
+				case err == nil || errors.Is(err, ErrChanged) || !strings.HasPrefix(err.Error(), prefix) ||
+					!strings.Contains(err.Error(), tc.wantErr):
+					t.Errorf("ReplaceFiles error = %v, want %q...%q", err, prefix, tc.wantErr)
+				}
+				if diff := cmp.Diff(before, snapshots(t, b)); diff != "" {
+					t.Errorf("a refused batch changed targets (-before +after):\n%s", diff)
+				}
+				noTemps(t, b)
+			})
+		}
+	})
+
+	t.Run("refused before anything is touched", func(t *testing.T) {
+		tests := []struct {
+			name  string
+			index int // of the file the error names
+			edit  func(files []FileWrite) []FileWrite
+			want  error // matched with errors.Is; nil for any error
+		}{
+			{"the same path twice", 2, func(f []FileWrite) []FileWrite {
+				return []FileWrite{f[0], f[1], {Path: f[0].Path, Data: []byte("again"), Mode: 0o644, Prev: Expect{Any: true}}}
+			}, errTwice},
+			{"the same path twice, spelled differently", 1, func(f []FileWrite) []FileWrite {
+				dir, base := path.Split(f[0].Path)
+				return []FileWrite{f[0], {Path: dir + "./" + base, Data: []byte("again"), Mode: 0o644, Prev: Expect{Any: true}}}
+			}, errTwice},
+			{"a bad expectation", 1, func(f []FileWrite) []FileWrite {
+				f[1].Prev = Expect{}
+				return f
+			}, nil},
+			{"a dot-dot path", 2, func(f []FileWrite) []FileWrite {
+				f[2].Path = path.Dir(f[2].Path) + "/../escaped"
+				return f
+			}, ErrBadPath},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				b := newBatch(t)
+				files := tc.edit(slices.Clone(b.files))
+				before := snapshots(t, b)
+				err := ex.ReplaceFiles(ctx, files)
+				noLeak(t, err)
+				prefix := "node " + ex.Name() + ": write " + files[tc.index].Path + ": "
+				if err == nil || errors.Is(err, ErrChanged) || !strings.HasPrefix(err.Error(), prefix) {
+					t.Errorf("ReplaceFiles error = %v, want a refusal starting %q", err, prefix)
+				}
+				if tc.want != nil && !errors.Is(err, tc.want) {
+					t.Errorf("ReplaceFiles error = %v, want %v", err, tc.want)
+				}
+				if diff := cmp.Diff(before, snapshots(t, b)); diff != "" {
+					t.Errorf("a refused batch changed targets (-before +after):\n%s", diff)
+				}
+				noTemps(t, b)
+			})
+		}
+	})
+
+	t.Run("cancelled ctx changes nothing", func(t *testing.T) {
+		b := newBatch(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		before := snapshots(t, b)
+		err := ex.ReplaceFiles(cctx, b.files)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("ReplaceFiles error = %v, want context.Canceled", err)
+		}
+		if want := "node " + ex.Name() + ": write " + batchPaths(b.files) + ": "; err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("error %v does not start with %q", err, want)
+		}
+		if diff := cmp.Diff(before, snapshots(t, b)); diff != "" {
+			t.Errorf("a cancelled batch changed targets (-before +after):\n%s", diff)
+		}
+		noTemps(t, b)
+	})
+
+	t.Run("a batch of one is ReplaceFile", func(t *testing.T) {
+		b := newBatch(t)
+		f := b.files[0]
+		f.Prev = ExpectContent([]byte("not what is there\n"))
+		batchErr := ex.ReplaceFiles(ctx, []FileWrite{f})
+		singleErr := ex.ReplaceFile(ctx, f.Path, f.Data, f.Mode, f.Prev)
+		if !errors.Is(batchErr, ErrChanged) || batchErr.Error() != singleErr.Error() {
+			t.Errorf("batch of one: %v; ReplaceFile: %v", batchErr, singleErr)
+		}
+		if err := ex.ReplaceFiles(ctx, b.files[:1]); err != nil {
+			t.Fatalf("batch of one: %v", err)
+		}
+		if diff := cmp.Diff(allNew[0], snapshot(t, b.hosts[0])); diff != "" {
+			t.Errorf("target (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("an empty batch does nothing", func(t *testing.T) {
+		if err := ex.ReplaceFiles(ctx, nil); err != nil {
+			t.Errorf("ReplaceFiles(nil) = %v", err)
+		}
+	})
 }

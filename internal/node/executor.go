@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path"
 	"strings"
 	"time"
 )
@@ -68,6 +69,51 @@ type Executor interface {
 	// of it. The zero Expect is refused.
 	ReplaceFile(ctx context.Context, path string, data []byte, mode fs.FileMode, prev Expect) error
 
+	// ReplaceFiles replaces every file of the batch, or none: for files
+	// that must change together, such as a CA certificate and its key.
+	//
+	// It is ReplaceFile for all the files at once, in three steps. First
+	// every file's data is written to its temporary file, checked (length
+	// and SHA-256), chmod-ed and fsynced. Then every target is checked
+	// against its Prev (and refused if it is a directory, or a link to one,
+	// whatever Prev says), and the deadline (ReplaceFile's, for the whole
+	// batch) against the clock. Only if all of that passed are the
+	// temporary files renamed over their targets, back to back in the
+	// order given, with no round trip to carotate in between: over SSH the
+	// whole batch is one remote script that ignores hangups, so that once
+	// the renames have begun, carotate dying or the connection dropping
+	// does not stop them. Last, each distinct directory is fsynced and
+	// every target read back.
+	//
+	// If any data did not arrive whole, any target fails its Prev (the
+	// error matches ErrChanged and names that target), the deadline passed
+	// or anything else fails before the renames, all temporary files are
+	// removed and no target is changed. An error that comes after the
+	// renames (a failed directory fsync or read-back, a connection lost
+	// just then) leaves every target with its whole new content. When the
+	// outcome is unknown because the connection failed, the read-back
+	// decides: the call succeeds only if every target holds its new data
+	// with its mode. On any error each target holds its old content or its
+	// whole new content, never a part of it, and a rerun of the same batch
+	// converges, since a target already holding its new data satisfies
+	// any Prev.
+	//
+	// What the batch does not survive is the node itself crashing (power
+	// lost, kernel panic) between the first rename and the directory
+	// fsyncs: then some targets may be new and the rest old, which a rerun
+	// repairs. Put first the file whose early
+	// change does the least harm. The renames are also not atomic against
+	// another writer on the node, no more than ReplaceFile's rename is.
+	// One rename could in principle fail after the checks passed (an I/O
+	// error); the batch then stops there, with the targets before it new
+	// and the rest old, and the error says so.
+	//
+	// A batch of one is ReplaceFile; an empty batch does nothing. A bad
+	// path or Prev, or two files naming the same path, are refused before
+	// anything is touched. Errors name the target they are about, or every
+	// path of the batch, joined by ", ", when they are about the batch.
+	ReplaceFiles(ctx context.Context, files []FileWrite) error
+
 	// Stat follows symbolic links. A missing path is not an error: it
 	// returns FileInfo{Exists: false}, because "is it there?" is the
 	// question most checks ask.
@@ -96,6 +142,48 @@ type Executor interface {
 
 	// Close releases the connection, if any.
 	Close() error
+}
+
+// FileWrite is one file of a ReplaceFiles batch: what ReplaceFile takes.
+type FileWrite struct {
+	Path string
+	Data []byte
+	Mode fs.FileMode
+	Prev Expect
+}
+
+// batchPaths names a whole batch in an error: its paths, joined by ", ".
+func batchPaths(files []FileWrite) string {
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.Path
+	}
+	return strings.Join(paths, ", ")
+}
+
+// errTwice refuses a batch that names one path twice: which write would
+// win would depend on the order, and the second's Prev could never hold.
+var errTwice = errors.New("the batch writes this path twice")
+
+// checkBatch refuses a bad path or Prev, or a path named twice (after
+// path.Clean), before anything is touched. It returns the index of the
+// file at fault.
+func checkBatch(files []FileWrite) (int, error) {
+	seen := make(map[string]bool, len(files))
+	for i, f := range files {
+		if err := checkPath(f.Path); err != nil {
+			return i, err
+		}
+		if err := f.Prev.check(); err != nil {
+			return i, err
+		}
+		p := path.Clean(f.Path)
+		if seen[p] {
+			return i, errTwice
+		}
+		seen[p] = true
+	}
+	return 0, nil
 }
 
 // DefaultWriteTimeout bounds how late a write may replace its target when
@@ -175,6 +263,9 @@ const (
 	changedIrregular = "it is not a regular file"
 	changedContent   = "its content differs"
 )
+
+// targetIsDir is why a write refuses a directory in its target's place.
+const targetIsDir = "target exists and is a directory"
 
 func errChanged(why string) error { return fmt.Errorf("%w (%s)", ErrChanged, why) }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -45,6 +46,8 @@ type Local struct {
 	root string
 	// syncFile is (*os.File).Sync; tests replace it to make fsync fail.
 	syncFile func(*os.File) error
+	// rename is os.Rename; tests replace it to see the order of renames.
+	rename func(oldpath, newpath string) error
 }
 
 var _ Executor = (*Local)(nil)
@@ -67,7 +70,7 @@ func NewLocal(name, root string) (*Local, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("node %s: root %s: not a directory", name, root)
 	}
-	return &Local{name: name, root: real, syncFile: (*os.File).Sync}, nil
+	return &Local{name: name, root: real, syncFile: (*os.File).Sync, rename: os.Rename}, nil
 }
 
 // Name implements Executor.
@@ -259,49 +262,158 @@ func readBackLocal(h, sum string, perm fs.FileMode) error {
 // writeAtomic writes data next to h and renames it over h if beforeRename,
 // called just before, allows it.
 func (l *Local) writeAtomic(h string, data []byte, perm fs.FileMode, beforeRename func() error) error {
+	tmp, err := l.writeTemp(h, data, perm)
+	if err != nil {
+		return err
+	}
+	if err := beforeRename(); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if err := l.rename(tmp, h); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("rename temporary file into place: %w", bare(err))
+	}
+	if err := l.syncDir(filepath.Dir(h)); err != nil {
+		return fmt.Errorf("new file is in place but its directory could not be synced, so it may not survive a crash: %w", err)
+	}
+	return nil
+}
+
+// writeTemp writes data to a new temporary file next to h, with perm and
+// h's owner, fsynced, and returns its name. On failure nothing is left.
+func (l *Local) writeTemp(h string, data []byte, perm fs.FileMode) (string, error) {
 	dir, base := filepath.Dir(h), filepath.Base(h)
 	// The dot prefix is what keeps the kubelet from starting a static pod
 	// from a half-written manifest.
 	tmp := filepath.Join(dir, "."+base+".tmp-"+rand.Text()[:12])
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("create temporary file: %w", bare(err))
+		return "", fmt.Errorf("create temporary file: %w", bare(err))
 	}
-	renamed := false
+	done := false
 	defer func() {
-		if !renamed {
+		if !done {
 			_ = f.Close()
 			_ = os.Remove(tmp)
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write temporary file: %w", bare(err))
+		return "", fmt.Errorf("write temporary file: %w", bare(err))
 	}
 	if err := keepOwner(f, h); err != nil {
-		return err
+		return "", err
 	}
 	// Explicit, after any chown (which may clear bits): the mode must not
 	// depend on the umask.
 	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod temporary file: %w", bare(err))
+		return "", fmt.Errorf("chmod temporary file: %w", bare(err))
 	}
 	if err := l.syncFile(f); err != nil {
-		return fmt.Errorf("fsync temporary file: %w", bare(err))
+		return "", fmt.Errorf("fsync temporary file: %w", bare(err))
 	}
+	done = true
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("close temporary file: %w", bare(err))
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("close temporary file: %w", bare(err))
 	}
-	if err := beforeRename(); err != nil {
-		return err
+	return tmp, nil
+}
+
+// ReplaceFiles implements Executor. The renames are back to back in this
+// process; the steps around them are ReplaceFile's.
+func (l *Local) ReplaceFiles(ctx context.Context, files []FileWrite) error {
+	switch len(files) {
+	case 0:
+		return nil
+	case 1:
+		f := files[0]
+		return l.ReplaceFile(ctx, f.Path, f.Data, f.Mode, f.Prev)
 	}
-	if err := os.Rename(tmp, h); err != nil {
-		return fmt.Errorf("rename temporary file into place: %w", bare(err))
+	all := batchPaths(files)
+	if err := ctx.Err(); err != nil {
+		return l.fail("write", all, err)
 	}
-	renamed = true
-	if err := l.syncDir(dir); err != nil {
-		return fmt.Errorf("new file is in place but its directory could not be synced, so it may not survive a crash: %w", err)
+	if i, err := checkBatch(files); err != nil {
+		return l.fail("write", files[i].Path, err)
+	}
+	// Two node paths may still be one file once links are followed.
+	hosts := make([]string, len(files))
+	seen := make(map[string]bool, len(files))
+	for i, f := range files {
+		h, err := l.resolve(f.Path, false)
+		if err != nil {
+			return l.fail("write", f.Path, err)
+		}
+		if seen[h] {
+			return l.fail("write", f.Path, errTwice)
+		}
+		seen[h] = true
+		hosts[i] = h
+	}
+	tmps := make([]string, 0, len(files))
+	renamed := 0
+	defer func() {
+		for _, tmp := range tmps[renamed:] {
+			_ = os.Remove(tmp)
+		}
+	}()
+	sums := make([]string, len(files))
+	for i, f := range files {
+		tmp, err := l.writeTemp(hosts[i], f.Data, f.Mode.Perm())
+		if err != nil {
+			return l.fail("write", f.Path, err)
+		}
+		tmps = append(tmps, tmp)
+		sums[i] = sha256Hex(f.Data)
+	}
+	for i, f := range files {
+		if err := l.batchTargetAsExpected(f.Path, hosts[i], f.Prev, sums[i]); err != nil {
+			return l.fail("write", f.Path, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return l.fail("write", all, err)
+	}
+	for i, f := range files {
+		if err := l.rename(tmps[i], hosts[i]); err != nil {
+			return l.fail("write", f.Path, fmt.Errorf("rename temporary file into place: %w; "+
+				"the %d before it in the batch were replaced, the rest left as they were", bare(err), renamed))
+		}
+		renamed++
+	}
+	var synced []string
+	for _, h := range hosts {
+		dir := filepath.Dir(h)
+		if slices.Contains(synced, dir) {
+			continue
+		}
+		synced = append(synced, dir)
+		if err := l.syncDir(dir); err != nil {
+			return l.fail("write", all, fmt.Errorf("new files are in place but a directory could not be synced, so they may not survive a crash: %w", err))
+		}
+	}
+	for i, f := range files {
+		if err := readBackLocal(hosts[i], sums[i], f.Mode.Perm()); err != nil {
+			return l.fail("write", f.Path, err)
+		}
 	}
 	return nil
+}
+
+// batchTargetAsExpected is targetAsExpected for the target p (host path
+// h), refusing also a directory in its place, or a link to one, whatever
+// prev says, as the SSH script does: a rename that failed once others of
+// the batch were done would leave the batch half applied.
+func (l *Local) batchTargetAsExpected(p, h string, prev Expect, sum string) error {
+	followed, err := l.resolve(p, true)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(followed); err == nil && fi.IsDir() {
+		return errors.New(targetIsDir)
+	}
+	return targetAsExpected(h, prev, sum)
 }
 
 // keepOwner gives the temporary file the owner of the file it replaces, so

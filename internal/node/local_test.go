@@ -383,3 +383,92 @@ func TestLocalReplaceFileChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalReplaceFilesSteps checks the order of a batch: every temporary
+// file is synced before the first rename, the renames follow one another in
+// the order given, and the directories are synced last, once each.
+func TestLocalReplaceFilesSteps(t *testing.T) {
+	withUmask(t, 0)
+	l := newTestLocal(t, t.TempDir())
+	pki := filepath.Join(l.Root(), "etc/kubernetes/pki")
+	if err := os.MkdirAll(filepath.Join(pki, "etcd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ca.crt", "ca.key", "etcd/ca.crt"} {
+		if err := os.WriteFile(filepath.Join(pki, name), []byte("old"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var steps []string
+	rel := func(h string) string { return strings.TrimPrefix(h, l.Root()) }
+	l.syncFile = func(f *os.File) error {
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			steps = append(steps, "sync dir "+rel(f.Name()))
+		} else {
+			steps = append(steps, "sync temp of "+strings.SplitN(filepath.Base(f.Name()), ".tmp-", 2)[0])
+		}
+		return nil
+	}
+	var failRename string // host target whose rename fails
+	l.rename = func(oldpath, newpath string) error {
+		if newpath == failRename {
+			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: syscall.EIO}
+		}
+		steps = append(steps, "rename to "+rel(newpath))
+		return os.Rename(oldpath, newpath)
+	}
+	files := []FileWrite{
+		{Path: "/etc/kubernetes/pki/ca.crt", Data: []byte("new crt"), Mode: 0o644, Prev: ExpectContent([]byte("old"))},
+		{Path: "/etc/kubernetes/pki/ca.key", Data: []byte("new key"), Mode: 0o600, Prev: ExpectContent([]byte("old"))},
+		{Path: "/etc/kubernetes/pki/etcd/ca.crt", Data: []byte("new etcd"), Mode: 0o644, Prev: ExpectContent([]byte("old"))},
+	}
+
+	if err := l.ReplaceFiles(context.Background(), files); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"sync temp of .ca.crt",
+		"sync temp of .ca.key",
+		"sync temp of .ca.crt", // etcd/
+		"rename to /etc/kubernetes/pki/ca.crt",
+		"rename to /etc/kubernetes/pki/ca.key",
+		"rename to /etc/kubernetes/pki/etcd/ca.crt",
+		"sync dir /etc/kubernetes/pki",
+		"sync dir /etc/kubernetes/pki/etcd",
+	}
+	if diff := cmp.Diff(want, steps); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+
+	t.Run("a rename failing mid-batch says what was replaced", func(t *testing.T) {
+		for i := range files {
+			files[i].Prev = ExpectContent(files[i].Data)
+			files[i].Data = []byte("newer " + string(files[i].Data))
+		}
+		failRename = filepath.Join(pki, "ca.key")
+		err := l.ReplaceFiles(context.Background(), files)
+		wantErr := "node cp-1: write /etc/kubernetes/pki/ca.key: rename temporary file into place: input/output error; " +
+			"the 1 before it in the batch were replaced, the rest left as they were"
+		if err == nil || err.Error() != wantErr {
+			t.Errorf("error = %v, want %q", err, wantErr)
+		}
+		got := map[string]string{}
+		for _, name := range []string{"ca.crt", "ca.key", "etcd/ca.crt"} {
+			data, _ := os.ReadFile(filepath.Join(pki, name))
+			got[name] = string(data)
+		}
+		wantData := map[string]string{"ca.crt": "newer new crt", "ca.key": "new key", "etcd/ca.crt": "new etcd"}
+		if diff := cmp.Diff(wantData, got); diff != "" {
+			t.Errorf("targets (-want +got):\n%s", diff)
+		}
+		for _, d := range []string{pki, filepath.Join(pki, "etcd")} {
+			if dots := dotFiles(t, d); len(dots) > 0 {
+				t.Errorf("temporary files left in %s: %v", d, dots)
+			}
+		}
+	})
+}

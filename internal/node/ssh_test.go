@@ -236,3 +236,50 @@ func TestSSHDialRefusedBeforeConnecting(t *testing.T) {
 		})
 	}
 }
+
+// TestSSHBatchDeadline runs the batch script with a deadline already
+// passed, as a session held up past it would: no target may change.
+func TestSSHBatchDeadline(t *testing.T) {
+	d := startSSHD(t, "ed25519")
+	s := d.dial(t, d.config(d.knownHosts(t, d.hostKeys[0])))
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	for _, f := range []string{crt, key} {
+		if err := os.WriteFile(f, []byte("old"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := []FileWrite{
+		{Path: crt, Data: []byte("new crt"), Mode: 0o644, Prev: ExpectContent([]byte("old"))},
+		{Path: key, Data: []byte("new key"), Mode: 0o600, Prev: ExpectContent([]byte("old"))},
+	}
+	now := time.Now().Unix()
+	for _, tc := range []struct{ name, deadline, budget string }{
+		{"deadline passed", strconv.FormatInt(now-1, 10), "60"},
+		{"no time left when sent", strconv.FormatInt(now+60, 10), "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args, stdin, _ := batchArgs(files, tc.deadline, tc.budget)
+			_, err := s.script(context.Background(), batchScript, stdin, args...)
+			var exitErr *ExitError
+			if !errors.As(err, &exitErr) || exitErr.Code != exitTooLate {
+				t.Fatalf("batch script: %v, want exit %d", err, exitTooLate)
+			}
+			want := "node cp-1: write " + crt + ", " + key + ": the write deadline passed before the renames, so every target was left as it was"
+			if got := s.batchExitError(files, exitErr).Error(); !strings.HasPrefix(got, want) {
+				t.Errorf("error = %q, want it to start with %q", got, want)
+			}
+			for _, f := range []string{crt, key} {
+				if got, err := os.ReadFile(f); err != nil || string(got) != "old" {
+					t.Errorf("%s holds %q, %v; want old", f, got, err)
+				}
+			}
+			if dots := dotFiles(t, dir); len(dots) > 0 {
+				t.Errorf("temporary files left behind: %v", dots)
+			}
+		})
+	}
+}

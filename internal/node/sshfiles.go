@@ -110,6 +110,111 @@ if ! sync -- "$dir"; then
 	exit 1
 fi`
 
+// exitIsDir is batchScript's refusal of a directory in a target's place;
+// like its other refusals, it leaves every target as it was.
+const exitIsDir = 48
+
+// batchScript is writeScript for several files that must change together.
+// $1 is the deadline, $2 the budget (as for writeScript), $3 the number of
+// files n; then come seven arguments per file: target, temporary
+// file, mode, size, sha256, expectation and expected sha256; then the
+// distinct directories to sync. Stdin is the files' data one after the
+// other: head -c takes exactly each file's share (GNU head reads no more
+// than it was asked for, even from a pipe; a head that did would make the
+// next file short, which the check refuses).
+//
+// The script goes in phases: write and check every temporary file; check
+// every target; check the deadline; rename, back to back in the order
+// given; sync the directories. Any refusal before the renames leaves every
+// target as it was, and the EXIT trap removes each temporary file not yet
+// renamed. HUP and PIPE are ignored, as in writeScript, so that a lost
+// connection cannot stop the renames once they have begun. A refusal of a
+// target (exit 46 or exitIsDir) prints its index (from 1) and the reason.
+//
+// POSIX sh has no arrays, so the per-file arguments are copied into
+// numbered variables (dst_1, tmp_1, ...). The eval text holds only those
+// names and argument numbers, never an argument's value.
+const batchScript = `set -eu
+deadline=$1 budget=$2 n=$3
+start=$(date +%s)
+shift 3
+trap '' HUP PIPE
+i=1 k=0
+while [ "$i" -le "$n" ]; do
+	for v in dst tmp mode size sum prev prevsum; do
+		k=$((k + 1))
+		eval "${v}_$i=\${$k}"
+	done
+	i=$((i + 1))
+done
+shift "$k"
+get() { eval "dst=\$dst_$1 tmp=\$tmp_$1 mode=\$mode_$1 size=\$size_$1 sum=\$sum_$1 prev=\$prev_$1 prevsum=\$prevsum_$1"; }
+renamed=0
+cleanup() {
+	j=$((renamed + 1))
+	while [ "$j" -le "$n" ]; do
+		get "$j"
+		rm -f -- "$tmp"
+		j=$((j + 1))
+	done
+}
+trap cleanup EXIT
+refuse() { printf '%s\n' "$2" >&2 || :; exit "$1"; }
+owner() { set -- $(ls -ldn -- "$1"); printf '%s:%s' "$3" "$4"; }
+sum256() { h=$(sha256sum < "$1") && printf '%s' "${h%% *}"; }
+umask 077
+set -C
+i=1
+while [ "$i" -le "$n" ]; do
+	get "$i"
+	head -c "$size" > "$tmp"
+	[ "$(stat -c %s -- "$tmp")" = "$size" ] && [ "$(sum256 "$tmp")" = "$sum" ] ||
+		refuse 45 "data did not arrive whole"
+	if [ -f "$dst" ] && [ ! -L "$dst" ]; then
+		want=$(owner "$dst")
+		[ "$want" = "$(owner "$tmp")" ] || chown "$want" -- "$tmp"
+	fi
+	chmod "$mode" -- "$tmp"
+	sync -- "$tmp"
+	i=$((i + 1))
+done
+i=1
+while [ "$i" -le "$n" ]; do
+	get "$i"
+	[ ! -d "$dst" ] || refuse 48 "$i ` + targetIsDir + `"
+	case $prev in
+	absent)
+		if [ -e "$dst" ] || [ -L "$dst" ]; then
+			[ -f "$dst" ] && [ ! -L "$dst" ] && [ "$(sum256 "$dst")" = "$sum" ] || refuse 46 "$i ` + changedExists + `"
+		fi ;;
+	sha256)
+		if [ -L "$dst" ]; then refuse 46 "$i ` + changedSymlink + `"
+		elif [ ! -e "$dst" ]; then refuse 46 "$i ` + changedMissing + `"
+		elif [ ! -f "$dst" ]; then refuse 46 "$i ` + changedIrregular + `"
+		fi
+		h=$(sum256 "$dst")
+		[ "$h" = "$prevsum" ] || [ "$h" = "$sum" ] || refuse 46 "$i ` + changedContent + `" ;;
+	esac
+	i=$((i + 1))
+done
+now=$(date +%s)
+[ "$now" -lt "$deadline" ] && [ "$now" -lt $((start + budget)) ] ||
+	refuse 47 "node time $now, deadline $deadline, started $start with ${budget}s left"
+i=1
+while [ "$i" -le "$n" ]; do
+	get "$i"
+	mv -f -- "$tmp" "$dst" ||
+		refuse 1 "rename of target $i failed: the $renamed before it in the batch were replaced, the rest left as they were"
+	renamed=$i
+	i=$((i + 1))
+done
+synced=yes
+for d do
+	sync -- "$d" || synced=no
+done
+[ "$synced" = yes ] ||
+	refuse 1 "new files are in place but a directory could not be synced, so they may not survive a crash"`
+
 // sumScript prints the sha256 and the permission bits (octal) of a file,
 // not following a link at the last element for the mode: what a write
 // reads back to check that the target holds what it wrote.
@@ -117,6 +222,18 @@ const sumScript = `[ -e "$1" ] || [ -L "$1" ] || exit 44
 h=$(sha256sum < "$1") || exit 1
 m=$(stat -c %a -- "$1") || exit 1
 printf '%s %s\n' "${h%% *}" "$m"`
+
+// sumsScript is sumScript for each of "$@", one line each, "missing" for
+// a path that is not there.
+const sumsScript = `for f do
+	if [ -e "$f" ] || [ -L "$f" ]; then
+		h=$(sha256sum < "$f") || exit 1
+		m=$(stat -c %a -- "$f") || exit 1
+		printf '%s %s\n' "${h%% *}" "$m"
+	else
+		printf 'missing\n'
+	fi
+done`
 
 // mkdirScript creates each missing directory of "$@" with mode "$1";
 // mkdir -m sets the mode exactly, without the umask.
@@ -211,6 +328,126 @@ func (s *SSH) ReplaceFile(ctx context.Context, p string, data []byte, mode fs.Fi
 	return nil
 }
 
+// ReplaceFiles implements Executor: one batchScript session writes,
+// checks and renames, then one more reads every target back.
+func (s *SSH) ReplaceFiles(ctx context.Context, files []FileWrite) error {
+	switch len(files) {
+	case 0:
+		return nil
+	case 1:
+		f := files[0]
+		return s.ReplaceFile(ctx, f.Path, f.Data, f.Mode, f.Prev)
+	}
+	if i, err := checkBatch(files); err != nil {
+		return s.fail("write", files[i].Path, err)
+	}
+	files = cleanBatch(files)
+	all := batchPaths(files)
+	deadline, budget := writeDeadline(ctx, time.Now())
+	args, stdin, sums := batchArgs(files, deadline, budget)
+	_, err := s.script(ctx, batchScript, stdin, args...)
+	var exitErr *ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		return s.batchExitError(files, exitErr)
+	case ctx.Err() != nil:
+		// As in ReplaceFile: the script checks the data and the deadline
+		// before it renames anything.
+		return s.fail("write", all, err)
+	default:
+		// The session broke: the renames may or may not have happened,
+		// all of them or, if the node crashed meanwhile, some.
+		if s.readBackAll(ctx, files, sums) == nil {
+			return nil
+		}
+		return s.fail("write", all, err)
+	}
+	return s.readBackAll(ctx, files, sums)
+}
+
+// batchArgs is batchScript's arguments and stdin for files (checked and
+// cleaned), and the sha256 of each file's data.
+func batchArgs(files []FileWrite, deadline, budget string) (args []string, stdin []byte, sums []string) {
+	args = []string{deadline, budget, strconv.Itoa(len(files))}
+	var dirs []string
+	seenDir := map[string]bool{}
+	data := make([][]byte, len(files))
+	sums = make([]string, len(files))
+	for i, f := range files {
+		dir, base := path.Split(f.Path)
+		tmp := dir + "." + base + ".tmp-" + rand.Text()[:12]
+		sums[i] = sha256Hex(f.Data)
+		data[i] = f.Data
+		args = append(args, f.Path, tmp, fmt.Sprintf("%04o", f.Mode.Perm()),
+			strconv.Itoa(len(f.Data)), sums[i], f.Prev.kind(), f.Prev.SHA256)
+		if dir = path.Clean(dir); !seenDir[dir] {
+			seenDir[dir] = true
+			dirs = append(dirs, dir)
+		}
+	}
+	return append(args, dirs...), bytes.Join(data, nil), sums
+}
+
+// cleanBatch is files with each path path.Clean-ed, as ReplaceFile does.
+func cleanBatch(files []FileWrite) []FileWrite {
+	out := make([]FileWrite, len(files))
+	for i, f := range files {
+		f.Path = path.Clean(f.Path)
+		out[i] = f
+	}
+	return out
+}
+
+// batchExitError explains batchScript's exit statuses, naming the target
+// a refusal is about.
+func (s *SSH) batchExitError(files []FileWrite, e *ExitError) error {
+	if e.Code == exitChanged || e.Code == exitIsDir {
+		idx, why, _ := strings.Cut(e.Stderr, " ")
+		if i, err := strconv.Atoi(idx); err == nil && i >= 1 && i <= len(files) {
+			if e.Code == exitChanged {
+				return s.fail("write", files[i-1].Path, errChanged(why))
+			}
+			return s.fail("write", files[i-1].Path, errors.New(why))
+		}
+	}
+	switch e.Code {
+	case exitNotWhole:
+		return s.fail("write", batchPaths(files), errBatchNotWhole)
+	case exitTooLate:
+		return s.fail("write", batchPaths(files), fmt.Errorf("the write deadline passed before the renames, so every target "+
+			"was left as it was (%s; a deadline still ahead here means the node's clock is fast)", e.Stderr))
+	}
+	return s.fail("write", batchPaths(files), writeExitError(e))
+}
+
+// errBatchNotWhole is errNotWhole for a batch.
+var errBatchNotWhole = errors.New("the data did not arrive whole (connection lost or cancelled?), so every target was left as it was")
+
+// readBackAll checks, in one session, that every target holds the data
+// whose sha256 is in sums, with its mode. The error names the first
+// target that does not, or the whole batch.
+func (s *SSH) readBackAll(ctx context.Context, files []FileWrite, sums []string) error {
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.Path
+	}
+	res, err := s.script(ctx, sumsScript, nil, paths...)
+	if err != nil {
+		return s.fail("write", batchPaths(files), fmt.Errorf("read back after the write: %w", err))
+	}
+	lines := strings.Split(strings.TrimSuffix(string(res.Stdout), "\n"), "\n")
+	if len(lines) != len(files) {
+		return s.fail("write", batchPaths(files), fmt.Errorf("read back after the write: unexpected output %q", res.Stdout))
+	}
+	for i, f := range files {
+		if err := parseSum(lines[i], sums[i], f.Mode.Perm()); err != nil {
+			return s.fail("write", f.Path, err)
+		}
+	}
+	return nil
+}
+
 // writeDeadline is the last moment a write may rename, as the two script
 // arguments: unix seconds, and whole seconds left (rounded up) from now.
 func writeDeadline(ctx context.Context, now time.Time) (unix, left string) {
@@ -245,9 +482,18 @@ func (s *SSH) readBack(ctx context.Context, p, sum string, perm fs.FileMode) err
 	if err != nil {
 		return fmt.Errorf("read back after the write: %w", err)
 	}
-	fields := strings.Fields(string(res.Stdout))
+	return parseSum(string(res.Stdout), sum, perm)
+}
+
+// parseSum checks one line of sumScript's or sumsScript's output against
+// the sha256 and mode written.
+func parseSum(out, sum string, perm fs.FileMode) error {
+	if strings.TrimSpace(out) == "missing" {
+		return errors.New("read back after the write: the file is missing")
+	}
+	fields := strings.Fields(out)
 	if len(fields) != 2 {
-		return fmt.Errorf("read back after the write: unexpected output %q", res.Stdout)
+		return fmt.Errorf("read back after the write: unexpected output %q", out)
 	}
 	got, err := strconv.ParseUint(fields[1], 8, 32)
 	if err != nil {
