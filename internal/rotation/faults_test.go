@@ -155,3 +155,54 @@ func TestSymlinkSyncsItsDirectory(t *testing.T) {
 		t.Errorf("synced %v, want the link's directory %s", last, KubeletPKIDir)
 	}
 }
+
+// batcher records the batches written through it.
+type batcher struct {
+	node.Executor
+	ops []string
+}
+
+func (b *batcher) ReplaceFiles(ctx context.Context, files []node.FileWrite) error {
+	var ps []string
+	for _, f := range files {
+		ps = append(ps, f.Path)
+	}
+	b.ops = append(b.ops, "write "+strings.Join(ps, " "))
+	return b.Executor.ReplaceFiles(ctx, files)
+}
+
+func (b *batcher) Run(ctx context.Context, argv []string, stdin io.Reader) (node.Result, error) {
+	b.ops = append(b.ops, "run "+argv[0])
+	return node.Result{}, nil
+}
+
+// TestWritesGoAsOneBatch: a CA certificate and its key change in one
+// batch, so a crash of carotate never leaves the first certificate of
+// ca.crt without its key; a link ends a batch.
+func TestWritesGoAsOneBatch(t *testing.T) {
+	n, root := localNode(t, map[string]string{caCert: "old cert", caKey: "old key", kubeletConf: "old conf"})
+	b := &batcher{Executor: n.Exec}
+	paths := []string{caCert, caKey, KubeletClientCurrent, kubeletConf}
+	wants := []Want{{Data: []byte("new cert"), Mode: 0o644}, {Data: []byte("new key"), Mode: 0o600, Secret: true},
+		{Link: "/x.pem"}, {Data: []byte("new conf"), Mode: 0o600}}
+	fcs, err := ensureAll(context.Background(), b, paths, wants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"write " + caCert + " " + caKey, "run ln", "run mv", "run sync", "write " + kubeletConf}
+	if diff := cmp.Diff(want, b.ops); diff != "" {
+		t.Errorf("operations (-want +got):\n%s", diff)
+	}
+	if len(fcs) != 4 {
+		t.Errorf("%d changes reported, want 4", len(fcs))
+	}
+	for p, data := range map[string]string{caCert: "new cert", caKey: "new key"} {
+		if got, _ := os.ReadFile(filepath.Join(root, p)); string(got) != data {
+			t.Errorf("%s = %q, want %q", p, got, data)
+		}
+	}
+	b.ops = nil
+	if fcs, err := ensureAll(context.Background(), b, paths[:2], wants[:2]); err != nil || len(fcs) != 0 || len(b.ops) != 0 {
+		t.Errorf("a rerun changed %v (%v, ops %v), want nothing", fcs, err, b.ops)
+	}
+}

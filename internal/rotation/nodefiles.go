@@ -70,35 +70,76 @@ func readlink(ctx context.Context, ex node.Executor, p string) (string, error) {
 // ensure makes path hold w and reports the change for the journal. It
 // writes nothing when the content is already there.
 func ensure(ctx context.Context, ex node.Executor, p string, w Want) (state.FileChange, bool, error) {
-	cur, err := Current(ctx, ex, p)
-	if err != nil {
-		return state.FileChange{}, false, err
+	changes, err := ensureAll(ctx, ex, []string{p}, []Want{w})
+	if err != nil || len(changes) == 0 {
+		return state.FileChange{Target: ex.Name() + ":" + p, After: digest(w)}, false, err
 	}
-	fc := state.FileChange{Target: ex.Name() + ":" + p, Before: digest(cur), After: digest(w)}
-	if cur.equal(w) && (w.Absent || w.Link != "" || cur.Mode == w.Mode || w.Mode == 0) {
-		return fc, false, nil
+	return changes[0], true, nil
+}
+
+// ensureAll makes each path hold its want, in order, and reports what it
+// changed. Consecutive file writes go to the node as one batch
+// (node.Executor.ReplaceFiles): written and checked first, then renamed
+// back to back, so that a crash of carotate never leaves half of them
+// changed. That is what keeps ca.crt's first certificate matching ca.key
+// when switch replaces both. A removal or a link ends a batch, since its
+// order relative to the writes matters (a link must point at a file that
+// is already there).
+func ensureAll(ctx context.Context, ex node.Executor, paths []string, wants []Want) ([]state.FileChange, error) {
+	var changes, pending []state.FileChange
+	var batch []node.FileWrite
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := ex.ReplaceFiles(ctx, batch); err != nil {
+			return err
+		}
+		changes, pending, batch = append(changes, pending...), nil, nil
+		return nil
 	}
-	switch {
-	case w.Absent:
-		err = ex.Remove(ctx, p)
-	case w.Link != "":
-		err = symlink(ctx, ex, w.Link, p)
-	default:
-		if w.Secret || strings.HasPrefix(p, CarotateDir+"/") {
-			if err := ex.MkdirAll(ctx, path.Dir(p), 0o700); err != nil {
-				return fc, false, err
+	for i, p := range paths {
+		w := wants[i]
+		cur, err := Current(ctx, ex, p)
+		if err != nil {
+			return changes, err
+		}
+		fc := state.FileChange{Target: ex.Name() + ":" + p, Before: digest(cur), After: digest(w)}
+		if cur.equal(w) && (w.Absent || w.Link != "" || cur.Mode == w.Mode || w.Mode == 0) {
+			continue
+		}
+		switch {
+		case w.Absent:
+			if err := flush(); err != nil {
+				return changes, err
 			}
+			if err := ex.Remove(ctx, p); err != nil {
+				return changes, err
+			}
+			changes = append(changes, fc)
+		case w.Link != "":
+			if err := flush(); err != nil {
+				return changes, err
+			}
+			if err := symlink(ctx, ex, w.Link, p); err != nil {
+				return changes, err
+			}
+			changes = append(changes, fc)
+		default:
+			if w.Secret || strings.HasPrefix(p, CarotateDir+"/") {
+				if err := ex.MkdirAll(ctx, path.Dir(p), 0o700); err != nil {
+					return changes, err
+				}
+			}
+			mode := w.Mode
+			if mode == 0 {
+				mode = SecretMode
+			}
+			batch = append(batch, node.FileWrite{Path: p, Data: w.Data, Mode: mode, Prev: expectOf(cur)})
+			pending = append(pending, fc)
 		}
-		mode := w.Mode
-		if mode == 0 {
-			mode = SecretMode
-		}
-		err = ex.ReplaceFile(ctx, p, w.Data, mode, expectOf(cur))
 	}
-	if err != nil {
-		return fc, false, err
-	}
-	return fc, true, nil
+	return changes, flush()
 }
 
 // symlink replaces p by a link to target atomically: a dot-named link

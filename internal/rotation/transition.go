@@ -177,21 +177,20 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 	var ch engine.Change
 	var did []string
 	write := func(ps []string) error {
-		for _, p := range ps {
+		wants := make([]Want, len(ps))
+		for i, p := range ps {
 			w, err := r.M.At(t.node, p, s)
 			if err != nil {
 				return err
 			}
-			fc, changed, err := ensure(ctx, t.node.Exec, p, w)
-			if err != nil {
-				return err
-			}
-			if changed {
-				ch.Changed = true
-				ch.Files = append(ch.Files, fc)
-			}
+			wants[i] = w
 		}
-		return nil
+		fcs, err := ensureAll(ctx, t.node.Exec, ps, wants)
+		if len(fcs) > 0 {
+			ch.Changed = true
+			ch.Files = append(ch.Files, fcs...)
+		}
+		return err
 	}
 	if err := write(files); err != nil {
 		return ch, err
