@@ -96,7 +96,7 @@ func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
 	}
 	cfg.TLSClientConfig.CAData = pki.BuildBundle(pki.Dedupe(certs)...)
 	cfg.TLSClientConfig.CAFile = ""
-	if o.command != "finalize" {
+	if o.command != "finalize" && o.command != "rollback" {
 		return cfg, nil
 	}
 	certPEM := cfg.TLSClientConfig.CertData
@@ -129,11 +129,23 @@ func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tls.X509KeyPair(leaf.CertPEM(), keyPEM); err != nil {
+	newPair, err := tls.X509KeyPair(leaf.CertPEM(), keyPEM)
+	if err != nil {
 		return nil, err
 	}
-	cfg.TLSClientConfig.CertData, cfg.TLSClientConfig.KeyData = leaf.CertPEM(), keyPEM
-	cfg.TLSClientConfig.CertFile, cfg.TLSClientConfig.KeyFile = "", ""
+	oldKeyPEM := cfg.TLSClientConfig.KeyData
+	if len(oldKeyPEM) == 0 && cfg.TLSClientConfig.KeyFile != "" {
+		if oldKeyPEM, err = os.ReadFile(cfg.TLSClientConfig.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	oldPair, err := tls.X509KeyPair(certPEM, oldKeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("the kubeconfig's client certificate and key: %w", err)
+	}
+	if err := presentEither(cfg, newPair, oldPair); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
