@@ -24,7 +24,7 @@ func (in *inspector) manifests(ctx context.Context) {
 	}
 	var parsed []*manifest.Manifest
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name, ".") || e.Mode.IsDir() {
+		if !kubeletLoads(e) {
 			continue
 		}
 		p := path.Join(dir, e.Name)
@@ -148,7 +148,7 @@ func StrayManifests(ctx context.Context, ex node.Executor, dir string) ([]string
 	var strays []string
 	var parsed []*manifest.Manifest
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name, ".") || e.Mode.IsDir() {
+		if !kubeletLoads(e) {
 			continue
 		}
 		p := path.Join(dir, e.Name)
@@ -169,4 +169,11 @@ func StrayManifests(ctx context.Context, ex node.Executor, dir string) ([]string
 	}
 	sort.Strings(strays)
 	return strays, nil
+}
+
+// kubeletLoads says whether the kubelet loads a manifest directory entry:
+// every one that is not a directory and whose name does not start with a
+// dot, whatever its extension.
+func kubeletLoads(e node.DirEntry) bool {
+	return !strings.HasPrefix(e.Name, ".") && !e.Mode.IsDir()
 }

@@ -55,7 +55,10 @@ type result struct {
 }
 
 func (r *rotator) command(args ...string) *exec.Cmd {
-	args = append(args, "--state-dir", r.stateDir, "--backup-key", r.backupKey)
+	args = append(args, "--state-dir", r.stateDir)
+	if r.backupKey != "" {
+		args = append(args, "--backup-key", r.backupKey)
+	}
 	cmd := exec.Command(r.bin, args...)
 	cmd.Env = sshEnv(r.l, r.l.KnownHosts())
 	return cmd

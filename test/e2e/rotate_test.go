@@ -113,33 +113,16 @@ func TestRotateOneControlPlane(t *testing.T) {
 			t.Logf("refused by the lock in %s", res.took.Round(10*time.Millisecond))
 		})
 		t.Run("no --backup-key for a new rotation", func(t *testing.T) {
-			cmd := exec.Command(r.bin, "rotate", "--yes", "--state-dir", r.stateDir)
-			cmd.Env = sshEnv(l, l.KnownHosts())
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			ee, _ := err.(*exec.ExitError)
-			res := result{stderr: stderr.String(), code: -1}
-			if ee != nil {
-				res.code = ee.ExitCode()
-			}
-			refused(t, res, "--backup-key")
+			without := *r
+			without.t, without.backupKey = t, ""
+			refused(t, without.run("rotate", "--yes"), "--backup-key")
 		})
 		t.Run("a backup key inside the state directory", func(t *testing.T) {
-			inside := filepath.Join(r.stateDir, "backup.key")
-			cmd := exec.Command(r.bin, "rotate", "--yes", "--state-dir", r.stateDir, "--backup-key", inside)
-			cmd.Env = sshEnv(l, l.KnownHosts())
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			ee, _ := err.(*exec.ExitError)
-			res := result{stderr: stderr.String(), code: -1}
-			if ee != nil {
-				res.code = ee.ExitCode()
-			}
-			refused(t, res, inside, "inside the state directory")
-			if _, err := os.Stat(inside); err == nil {
-				t.Errorf("the refused run created %s", inside)
+			inside := *r
+			inside.t, inside.backupKey = t, filepath.Join(r.stateDir, "backup.key")
+			refused(t, inside.run("rotate", "--yes"), inside.backupKey, "inside the state directory")
+			if _, err := os.Stat(inside.backupKey); err == nil {
+				t.Errorf("the refused run created %s", inside.backupKey)
 			}
 		})
 		t.Run("a NotReady node", func(t *testing.T) {
