@@ -43,6 +43,7 @@ func TestSoakCrashAtEverySideEffect(t *testing.T) {
 				if phase == "finalize" {
 					args = []string{"finalize", "--yes"}
 				}
+				phaseStart, phaseKills := time.Now(), kills
 				for i := 0; ; i++ {
 					if i == 300 {
 						t.Fatalf("%s: still killed after 300 runs", phase)
@@ -62,6 +63,7 @@ func TestSoakCrashAtEverySideEffect(t *testing.T) {
 						t.FailNow()
 					}
 				}
+				t.Logf("SOAK %s:%s %s: %d kills in %s", walk.when, walk.n, phase, kills-phaseKills, time.Since(phaseStart).Round(time.Second))
 			}
 			t.Logf("SOAK %s:%s: %d kills, %s", walk.when, walk.n, kills, time.Since(start).Round(time.Second))
 			requireFinalizedBytes(t, l, r.material())
