@@ -82,9 +82,11 @@ func rollbackFromFinalize(t *testing.T, r *rotator, before map[string]string) {
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		// The killed finalize left its lease behind; wait for this process's.
+		mine := fmt.Sprintf(" pid %d ", cmd.Process.Pid)
 		waitFor(t, "the rollback holds the lock", time.Minute, func() (bool, error) {
 			le, err := c.CoordinationV1().Leases(lock.Namespace).Get(ctx, lock.Name, metav1.GetOptions{})
-			return err == nil && le.Spec.HolderIdentity != nil && strings.Contains(*le.Spec.HolderIdentity, rec.RotationID), nil
+			return err == nil && le.Spec.HolderIdentity != nil && strings.Contains(*le.Spec.HolderIdentity, mine), nil
 		})
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			le, err := c.CoordinationV1().Leases(lock.Namespace).Get(ctx, lock.Name, metav1.GetOptions{})
@@ -124,6 +126,10 @@ func rollbackFromFinalize(t *testing.T, r *rotator, before map[string]string) {
 		requireSameFiles(t, "after the rollback from finalize", before, snapshot(t, l))
 		if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
 			t.Error(err)
+		}
+		c, err := l.Client() // admin.conf trusts the old CA again
+		if err != nil {
+			t.Fatal(err)
 		}
 		d, err := c.AppsV1().Deployments(lab.ProbeNamespace).Get(ctx, lab.ProbeDeployment, metav1.GetOptions{})
 		if err != nil {
