@@ -144,19 +144,19 @@ func ensureAll(ctx context.Context, ex node.Executor, paths []string, wants []Wa
 
 // symlink replaces p by a link to target atomically: a dot-named link
 // beside it, renamed over it, as the kubelet does for
-// kubelet-client-current.pem.
+// kubelet-client-current.pem, then the directory synced, since the rename
+// is durable only then. It is one command, so one side effect: a crash
+// either leaves the old link or the new one, and a resume never redoes
+// half of it.
 func symlink(ctx context.Context, ex node.Executor, target, p string) error {
 	tmp := path.Join(path.Dir(p), ".carotate-"+path.Base(p))
-	if _, err := ex.Run(ctx, []string{"ln", "-sfn", "--", target, tmp}, nil); err != nil {
-		return err
-	}
-	if _, err := ex.Run(ctx, []string{"mv", "-Tf", "--", tmp, p}, nil); err != nil {
-		return err
-	}
-	// The rename is durable only once its directory is synced.
-	_, err := ex.Run(ctx, []string{"sync", "--", path.Dir(p)}, nil)
+	_, err := ex.Run(ctx, []string{"sh", "-c", symlinkScript, "sh", target, tmp, p, path.Dir(p)}, nil)
 	return err
 }
+
+// symlinkScript takes target, temporary link, link and its directory as
+// positional parameters, never spliced into the script.
+const symlinkScript = `ln -sfn -- "$1" "$2" && mv -Tf -- "$2" "$3" && sync -- "$4"`
 
 // expectOf is the condition a write puts on its target: that it still
 // holds what the step read just before, so that a write landing late (a
