@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"path"
+	"sort"
 	"strings"
 	"time"
 
@@ -273,7 +275,7 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 func (r *Rotation) describe(ctx context.Context, t transition) (engine.Plan, error) {
 	var pl engine.Plan
 	var n int
-	for _, p := range t.allFiles() {
+	for _, p := range r.M.inPlanOrder(t.allFiles()) {
 		if isManifest(p) && !contains(t.pods, componentOf(p)) {
 			continue
 		}
@@ -434,4 +436,23 @@ func kubeconfigClient(data []byte) *x509.Certificate {
 		return nil
 	}
 	return c
+}
+
+// inPlanOrder sorts a step's files the way the plan lists them: kubeadm's
+// PKI, its kubeconfigs, the kubelet's client certificate, carotate's own
+// files, then the manifests.
+func (m *Material) inPlanOrder(ps []string) []string {
+	order := []string{caCert, caKey, frontProxyCert, frontProxyKey}
+	for _, l := range apiserverLeaves {
+		order = append(order, path.Join(PKIDir, l+".crt"), path.Join(PKIDir, l+".key"))
+	}
+	order = append(order, adminConf, superAdminConf, kcmConf, schedConf, kubeletConf, m.kubeletClientFile(), KubeletClientCurrent,
+		newCACert, newCAKey, newFrontCert, newFrontKey, signingCert, signingKey, signingNewCert, signingNewKey, rootCAFile, kcmManifest, schedManifest)
+	rank := map[string]int{}
+	for i, p := range order {
+		rank[p] = i + 1
+	}
+	out := append([]string{}, ps...)
+	sort.SliceStable(out, func(i, j int) bool { return rank[out[i]] < rank[out[j]] })
+	return out
 }
