@@ -20,7 +20,8 @@ func (r *Rotation) oldDependents(ctx context.Context) ([]string, error) {
 	old := r.M.Old[model.ClusterCA].Cert
 	var out []string
 	for _, n := range r.Nodes {
-		for _, p := range append(append([]string{}, controlPlaneKubeconfigs...), kubeletConf) {
+		for _, a := range rowsOn(n, func(a *Artefact) bool { return a.Role == RoleKubeconfig || a.Role == RoleKubeconfigCA }) {
+			p := a.Path
 			w, err := Current(ctx, n.Exec, p)
 			if err != nil {
 				return nil, err

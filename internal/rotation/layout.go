@@ -80,51 +80,20 @@ var (
 	// KCM's signing pair gets its own files per stage: KCM watches the
 	// files it signs with, and rewriting a certificate and its key in
 	// place shows it a mismatched pair in between.
-	signingCert     = path.Join(CarotateDir, "signing-old-ca.crt")
-	signingKey      = path.Join(CarotateDir, "signing-old-ca.key")
-	signingNewCert  = path.Join(CarotateDir, "signing-new-ca.crt")
-	signingNewKey   = path.Join(CarotateDir, "signing-new-ca.key")
-	rootCAFile      = path.Join(CarotateDir, "root-ca.crt")
-	newCACert       = path.Join(CarotateDir, "ca.crt")
-	newCAKey        = path.Join(CarotateDir, "ca.key")
-	newFrontCert    = path.Join(CarotateDir, "front-proxy-ca.crt")
-	newFrontKey     = path.Join(CarotateDir, "front-proxy-ca.key")
-	kcmManifest     = path.Join(ManifestsDir, "kube-controller-manager.yaml")
-	schedManifest   = path.Join(ManifestsDir, "kube-scheduler.yaml")
-	kubeletConf     = path.Join(KubernetesDir, "kubelet.conf")
-	adminConf       = path.Join(KubernetesDir, "admin.conf")
-	superAdminConf  = path.Join(KubernetesDir, "super-admin.conf")
-	kcmConf         = path.Join(KubernetesDir, "controller-manager.conf")
-	schedConf       = path.Join(KubernetesDir, "scheduler.conf")
-	apiserverLeaves = []string{"apiserver", "apiserver-kubelet-client", "front-proxy-client"}
+	signingCert    = path.Join(CarotateDir, "signing-old-ca.crt")
+	signingKey     = path.Join(CarotateDir, "signing-old-ca.key")
+	signingNewCert = path.Join(CarotateDir, "signing-new-ca.crt")
+	signingNewKey  = path.Join(CarotateDir, "signing-new-ca.key")
+	rootCAFile     = path.Join(CarotateDir, "root-ca.crt")
+	newCACert      = path.Join(CarotateDir, "ca.crt")
+	newCAKey       = path.Join(CarotateDir, "ca.key")
+	newFrontCert   = path.Join(CarotateDir, "front-proxy-ca.crt")
+	newFrontKey    = path.Join(CarotateDir, "front-proxy-ca.key")
+	kcmManifest    = path.Join(ManifestsDir, "kube-controller-manager.yaml")
+	schedManifest  = path.Join(ManifestsDir, "kube-scheduler.yaml")
+	kubeletConf    = path.Join(KubernetesDir, "kubelet.conf")
+	adminConf      = path.Join(KubernetesDir, "admin.conf")
+	superAdminConf = path.Join(KubernetesDir, "super-admin.conf")
+	kcmConf        = path.Join(KubernetesDir, "controller-manager.conf")
+	schedConf      = path.Join(KubernetesDir, "scheduler.conf")
 )
-
-// leafIssuer says which CA signs each server-side leaf kubeadm makes.
-func leafIssuer(name string) string {
-	if name == "front-proxy-client" {
-		return "front-proxy"
-	}
-	return "cluster"
-}
-
-// controlPlaneKubeconfigs are the kubeconfigs kubeadm writes on a
-// control-plane node besides kubelet.conf; super-admin.conf exists only
-// on the first one.
-var controlPlaneKubeconfigs = []string{adminConf, superAdminConf, kcmConf, schedConf}
-
-// BackupPaths are every file the rotation may write or remove on a node,
-// for the backup taken before the first change. Files that do not exist
-// are recorded as absent, so that rollback removes what carotate created.
-func BackupPaths(controlPlane bool) []string {
-	ps := []string{caCert, kubeletConf, KubeletClientCurrent}
-	if !controlPlane {
-		return ps
-	}
-	ps = append(ps, caKey, frontProxyCert, frontProxyKey)
-	for _, l := range apiserverLeaves {
-		ps = append(ps, path.Join(PKIDir, l+".crt"), path.Join(PKIDir, l+".key"))
-	}
-	ps = append(ps, controlPlaneKubeconfigs...)
-	ps = append(ps, kcmManifest, schedManifest)
-	return ps
-}

@@ -8,10 +8,10 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/carotate/carotate/internal/kubeconfig"
-	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/state/backup"
@@ -67,10 +67,9 @@ func (m *Material) original(nodeName, p string) (backup.File, bool) {
 }
 
 // kubeletClientFile is where the kubelet client certificate reissued at
-// switch goes; kubelet-client-current.pem is pointed at it, as the kubelet
-// itself does when it rotates.
+// switch goes in this rotation.
 func (m *Material) kubeletClientFile() string {
-	return path.Join(KubeletPKIDir, "kubelet-client-carotate-"+m.RotationID+".pem")
+	return strings.ReplaceAll(kubeletClientPattern, "{rotation}", m.RotationID)
 }
 
 // bundle is what a CA trust file holds at stage s: the old CA until
@@ -97,183 +96,24 @@ func (m *Material) bundle(kind model.CAKind, s Stage, orig []byte) []byte {
 // since rollback restores what was there byte for byte.
 const SecretMode fs.FileMode = 0o600
 
-// At is the content of path on node n at stage s.
+// At is the content of path on node n at stage s: its catalogue row's
+// content, and for a path outside the catalogue what it was before the
+// rotation. Every secret gets SecretMode, but at the original stage, which
+// is the backup byte for byte.
 func (m *Material) At(n *Node, p string, s Stage) (Want, error) {
-	w, err := m.content(n, p, s)
+	a := m.row(p)
+	if a == nil {
+		a = &Artefact{Path: p, content: keptAt}
+	}
+	orig, had := m.original(n.Name, p)
+	w, err := a.content(cell{m: m, n: n, a: a, path: p, s: s, orig: orig, had: had})
 	if err != nil || s == Original || w.Absent || w.Link != "" {
 		return w, err
 	}
-	if w.Secret || isSecretPath(p) {
+	if w.Secret || a.Secret {
 		w.Secret, w.Mode = true, SecretMode
 	}
 	return w, nil
-}
-
-// content is what path holds at stage s, before the secret mode rule.
-func (m *Material) content(n *Node, p string, s Stage) (Want, error) {
-	orig, had := m.original(n.Name, p)
-	keep := func() (Want, error) {
-		if !had {
-			return Want{Absent: true}, nil
-		}
-		if orig.Mode&fs.ModeSymlink != 0 {
-			return Want{Link: string(orig.Content)}, nil
-		}
-		return Want{Data: orig.Content, Mode: orig.Mode.Perm(), Secret: isSecretPath(p)}, nil
-	}
-	need := func() error {
-		if !had {
-			return fmt.Errorf("node %s: %s: %w; it existed when carotate checked the node, so check that the backup is complete", n.Name, p, errNoOriginal)
-		}
-		return nil
-	}
-	cert := func(c *x509.Certificate) Want { return Want{Data: pki.EncodeCertificatePEM(c), Mode: 0o644} }
-	key := func(ca *pki.CA) (Want, error) {
-		b, err := ca.Key.MarshalPEM()
-		return Want{Data: b, Mode: 0o600, Secret: true}, err
-	}
-	switch p {
-	case caCert, frontProxyCert:
-		if err := need(); err != nil {
-			return Want{}, err
-		}
-		kind := model.ClusterCA
-		if p == frontProxyCert {
-			kind = model.FrontProxyCA
-		}
-		return Want{Data: m.bundle(kind, s, orig.Content), Mode: orig.Mode.Perm()}, nil
-	case caKey, frontProxyKey:
-		if s < Switched {
-			return keep()
-		}
-		kind := model.ClusterCA
-		if p == frontProxyKey {
-			kind = model.FrontProxyCA
-		}
-		w, err := key(m.New[kind])
-		w.Mode = orig.Mode.Perm()
-		return w, err
-	case newCACert, newFrontCert, newCAKey, newFrontKey:
-		if s < Prepared || s == Finalized {
-			return Want{Absent: true}, nil
-		}
-		kind := model.ClusterCA
-		if p == newFrontCert || p == newFrontKey {
-			kind = model.FrontProxyCA
-		}
-		if p == newCAKey || p == newFrontKey {
-			return key(m.New[kind])
-		}
-		return cert(m.New[kind].Cert), nil
-	case signingCert, signingKey, signingNewCert, signingNewKey:
-		ca := m.Old[model.ClusterCA]
-		if p == signingNewCert || p == signingNewKey {
-			if s != Switched {
-				return Want{Absent: true}, nil
-			}
-			ca = m.New[model.ClusterCA]
-		} else if s != Trusted && s != Switched {
-			return Want{Absent: true}, nil
-		}
-		if p == signingKey || p == signingNewKey {
-			return key(ca)
-		}
-		return cert(ca.Cert), nil
-	case rootCAFile:
-		if s != Trusted && s != Switched {
-			return Want{Absent: true}, nil
-		}
-		// KCM publishes this into every namespace's kube-root-ca.crt. It
-		// stays old+new from trust until finalize, so that the switch does
-		// not publish a reordered bundle that looks new to every pod.
-		return Want{Data: pki.BuildBundle(m.Old[model.ClusterCA].Cert, m.New[model.ClusterCA].Cert), Mode: 0o644}, nil
-	case kcmManifest, schedManifest:
-		if s != Trusted && s != Switched {
-			return keep()
-		}
-		if err := need(); err != nil {
-			return Want{}, err
-		}
-		data := orig.Content
-		src := n.Name + ":" + p
-		var err error
-		if p == kcmManifest {
-			sc, sk := signingCert, signingKey
-			if s == Switched {
-				sc, sk = signingNewCert, signingNewKey
-			}
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-cert-file", sc); err != nil {
-				return Want{}, err
-			}
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "cluster-signing-key-file", sk); err != nil {
-				return Want{}, err
-			}
-			if data, _, err = manifest.SetFlag(src, data, "kube-controller-manager", "root-ca-file", rootCAFile); err != nil {
-				return Want{}, err
-			}
-		}
-		if data, _, err = manifest.SetAnnotation(src, data, RestartAnnotation, m.RotationID+"/"+s.String()); err != nil {
-			return Want{}, err
-		}
-		return Want{Data: data, Mode: orig.Mode.Perm()}, nil
-	case KubeletClientCurrent:
-		if !had || orig.Mode&fs.ModeSymlink == 0 || s < Switched {
-			return keep()
-		}
-		return Want{Link: m.kubeletClientFile()}, nil
-	case m.kubeletClientFile():
-		if s < Switched {
-			return Want{Absent: true}, nil
-		}
-		l, ok := m.Leaves[fileKey{n.Name, KubeletClientCurrent}]
-		if !ok {
-			return Want{}, fmt.Errorf("node %s: no reissued kubelet client certificate in the rotation's material", n.Name)
-		}
-		return Want{Data: append(append([]byte{}, l.Cert...), l.Key...), Mode: 0o600, Secret: true}, nil
-	}
-	if isKubeconfig(p) {
-		if s < Trusted || !had {
-			return keep()
-		}
-		src := n.Name + ":" + p
-		cfg, err := kubeconfig.Parse(src, orig.Content)
-		if err != nil {
-			return Want{}, err
-		}
-		data := orig.Content
-		if len(cfg.CAData) > 0 {
-			if data, _, err = kubeconfig.SetCAData(src, data, m.bundle(model.ClusterCA, s, nil)); err != nil {
-				return Want{}, err
-			}
-		}
-		if l, ok := m.Leaves[fileKey{n.Name, p}]; ok && s >= Switched {
-			if data, _, err = kubeconfig.SetClientCertAndKey(src, data, l.Cert, l.Key); err != nil {
-				return Want{}, err
-			}
-		}
-		return Want{Data: data, Mode: orig.Mode.Perm(), Secret: len(cfg.ClientCertData) > 0}, nil
-	}
-	for _, name := range apiserverLeaves {
-		if p == path.Join(PKIDir, name+".crt") {
-			if s < Switched {
-				return keep()
-			}
-			l, ok := m.Leaves[fileKey{n.Name, p}]
-			if !ok {
-				return Want{}, fmt.Errorf("node %s: %s: no reissued certificate in the rotation's material", n.Name, p)
-			}
-			return Want{Data: l.Cert, Mode: orig.Mode.Perm()}, nil
-		}
-	}
-	return keep()
-}
-
-func isKubeconfig(p string) bool {
-	return path.Dir(p) == KubernetesDir && path.Ext(p) == ".conf"
-}
-
-func isSecretPath(p string) bool {
-	return path.Ext(p) == ".key" || path.Base(p) == "kubelet-client-current.pem" || isKubeconfig(p)
 }
 
 // ReissueLeaves makes every leaf certificate the switch needs, from the
@@ -285,61 +125,76 @@ func isSecretPath(p string) bool {
 func (m *Material) ReissueLeaves(nodes []*Node, now time.Time) error {
 	m.Leaves = map[fileKey]Leaf{}
 	for _, n := range nodes {
-		if n.ControlPlane {
-			for _, name := range apiserverLeaves {
-				crt, key := path.Join(PKIDir, name+".crt"), path.Join(PKIDir, name+".key")
-				oc, ok1 := m.original(n.Name, crt)
-				ok, ok2 := m.original(n.Name, key)
-				if !ok1 || !ok2 {
-					return fmt.Errorf("node %s: %s or its key is missing; carotate reissues kubeadm's %s certificate and needs both", n.Name, crt, name)
-				}
-				old, err := pki.ParseCertificatePEM(n.Name+":"+crt, oc.Content)
-				if err != nil {
-					return err
-				}
-				k, err := pki.ParsePrivateKeyPEM(n.Name+":"+key, ok.Content)
-				if err != nil {
-					return err
-				}
-				kind := model.ClusterCA
-				if leafIssuer(name) == "front-proxy" {
-					kind = model.FrontProxyCA
-				}
-				leaf, err := pki.Reissue(old, m.New[kind], pki.ReissueOptions{Now: now, Source: n.Name + ":" + crt, Key: k})
-				if err != nil {
-					return err
-				}
-				m.Leaves[fileKey{n.Name, crt}] = Leaf{Cert: leaf.CertPEM()}
+		for _, a := range rowsOn(n, nil) {
+			var err error
+			switch a.Role {
+			case RoleLeaf:
+				err = m.reissueServerLeaf(n, a, now)
+			case RoleKubeconfig, RoleKubeconfigCA:
+				err = m.reissueKubeconfigClient(n, a.Path, now)
+			case RoleClientLink:
+				err = m.reissueKubeletClient(n, now)
 			}
-		}
-		for _, p := range append(append([]string{}, controlPlaneKubeconfigs...), kubeletConf) {
-			f, ok := m.original(n.Name, p)
-			if !ok {
-				continue
-			}
-			cfg, err := kubeconfig.Parse(n.Name+":"+p, f.Content)
 			if err != nil {
-				return err
-			}
-			if len(cfg.ClientCertData) == 0 {
-				continue
-			}
-			if err := m.reissueClient(n.Name, p, cfg.ClientCertData, now, false); err != nil {
-				return err
-			}
-		}
-		if link, ok := m.original(n.Name, KubeletClientCurrent); ok && link.Mode&fs.ModeSymlink != 0 {
-			target := linkTarget(KubeletClientCurrent, string(link.Content))
-			f, ok := m.original(n.Name, target)
-			if !ok {
-				return fmt.Errorf("node %s: %s points at %s, which carotate could not read", n.Name, KubeletClientCurrent, target)
-			}
-			if err := m.reissueClient(n.Name, KubeletClientCurrent, f.Content, now, true); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// reissueServerLeaf reissues one of the apiserver's certificates from the
+// new CA of its root, with its key kept.
+func (m *Material) reissueServerLeaf(n *Node, a *Artefact, now time.Time) error {
+	crt, key := a.Path, strings.TrimSuffix(a.Path, ".crt")+".key"
+	oc, ok1 := m.original(n.Name, crt)
+	ok, ok2 := m.original(n.Name, key)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("node %s: %s or its key is missing; carotate reissues kubeadm's %s certificate and needs both", n.Name, crt, strings.TrimSuffix(path.Base(crt), ".crt"))
+	}
+	old, err := pki.ParseCertificatePEM(n.Name+":"+crt, oc.Content)
+	if err != nil {
+		return err
+	}
+	k, err := pki.ParsePrivateKeyPEM(n.Name+":"+key, ok.Content)
+	if err != nil {
+		return err
+	}
+	leaf, err := pki.Reissue(old, m.New[a.Roots[0]], pki.ReissueOptions{Now: now, Source: n.Name + ":" + crt, Key: k})
+	if err != nil {
+		return err
+	}
+	m.Leaves[fileKey{n.Name, crt}] = Leaf{Cert: leaf.CertPEM()}
+	return nil
+}
+
+// reissueKubeconfigClient reissues a kubeconfig's embedded client
+// certificate, if it has one, with a new key.
+func (m *Material) reissueKubeconfigClient(n *Node, p string, now time.Time) error {
+	f, ok := m.original(n.Name, p)
+	if !ok {
+		return nil
+	}
+	cfg, err := kubeconfig.Parse(n.Name+":"+p, f.Content)
+	if err != nil || len(cfg.ClientCertData) == 0 {
+		return err
+	}
+	return m.reissueClient(n.Name, p, cfg.ClientCertData, now, false)
+}
+
+// reissueKubeletClient reissues the certificate kubelet-client-current.pem
+// points at, when it is a link as the kubelet makes it.
+func (m *Material) reissueKubeletClient(n *Node, now time.Time) error {
+	link, ok := m.original(n.Name, KubeletClientCurrent)
+	if !ok || link.Mode&fs.ModeSymlink == 0 {
+		return nil
+	}
+	target := linkTarget(KubeletClientCurrent, string(link.Content))
+	f, ok := m.original(n.Name, target)
+	if !ok {
+		return fmt.Errorf("node %s: %s points at %s, which carotate could not read", n.Name, KubeletClientCurrent, target)
+	}
+	return m.reissueClient(n.Name, KubeletClientCurrent, f.Content, now, true)
 }
 
 func (m *Material) reissueClient(nodeName, p string, pemData []byte, now time.Time, combined bool) error {

@@ -22,6 +22,8 @@ import (
 	"github.com/carotate/carotate/internal/state/backup"
 )
 
+var apiserverLeaves = []string{"apiserver", "apiserver-kubelet-client", "front-proxy-client"}
+
 var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 const kcmYAML = `apiVersion: v1
@@ -307,7 +309,7 @@ func TestOriginalAndFinalizedLayout(t *testing.T) {
 		} else if string(w.Data) != string(f.Content) {
 			t.Errorf("%s differs from the backup at original", k)
 		}
-		if isManifest(k.Path) {
+		if a := m.row(k.Path); a != nil && a.Role == RoleStaticPod {
 			fw, _ := m.At(n, k.Path, Finalized)
 			if string(fw.Data) != string(f.Content) {
 				t.Errorf("%s differs from kubeadm's after finalize", k)

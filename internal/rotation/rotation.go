@@ -107,7 +107,6 @@ type Rotation struct {
 	Log             *slog.Logger
 
 	mu         sync.Mutex
-	restarts   map[[2]string]int
 	phaseStart map[string]time.Time
 }
 
@@ -130,26 +129,6 @@ func (r *Rotation) timeouts() Timeouts {
 	return t
 }
 
-func (r *Rotation) countRestart(component, nodeName string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.restarts == nil {
-		r.restarts = map[[2]string]int{}
-	}
-	r.restarts[[2]string{component, nodeName}]++
-}
-
-// Restarts are the restarts this process made, by component and node.
-func (r *Rotation) Restarts() map[[2]string]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[[2]string]int{}
-	for k, v := range r.restarts {
-		out[k] = v
-	}
-	return out
-}
-
 func (r *Rotation) controlPlanes() []*Node {
 	var out []*Node
 	for _, n := range r.Nodes {
@@ -170,74 +149,30 @@ func (r *Rotation) workers() []*Node {
 	return out
 }
 
-var kubeconfigsCP = []string{adminConf, superAdminConf, kcmConf, schedConf}
-
 // Phases is the runbook as data. The same list drives plan, apply, resume
-// and rollback.
+// and rollback. The node steps are built from the catalogue (see
+// nodeSteps); the API objects have steps of their own.
 func (r *Rotation) Phases() []engine.Phase[*Rotation] {
-	m := r.M
-	pods := []string{"kube-controller-manager", "kube-scheduler"}
-	newFiles := []string{newCACert, newCAKey, newFrontCert, newFrontKey}
-	carotateFiles := append([]string{signingCert, signingKey, signingNewCert, signingNewKey, rootCAFile}, newFiles...)
-	kcFiles := func(extra ...string) []string { return append(extra, kubeconfigsCP...) }
-
+	cps, workers := r.controlPlanes(), r.workers()
 	var prepare, trust, switchSteps, finalize []engine.Step[*Rotation]
 
 	prepare = append(prepare, r.saveMaterialStep())
-	for _, n := range r.controlPlanes() {
-		prepare = append(prepare, transition{node: n, to: Prepared, files: newFiles}.step("distribute the new CAs"))
-	}
+	prepare = append(prepare, r.nodeSteps(cps, Prepared)...)
 
 	trust = append(trust, r.extensionAuthRestoreStep(), r.rootCARestoredStep())
-	for _, n := range r.controlPlanes() {
-		trust = append(trust,
-			transition{node: n, to: Trusted,
-				files:     kcFiles(signingCert, signingKey, rootCAFile, caCert, frontProxyCert),
-				undoFiles: kcFiles(caCert, frontProxyCert), undoAfter: []string{signingCert, signingKey, rootCAFile},
-				pods: pods}.step("control plane trusts old and new"),
-			transition{node: n, to: Trusted, files: []string{kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts old and new"))
-	}
+	trust = append(trust, r.nodeSteps(cps, Trusted)...)
 	trust = append(trust, r.rootCAStep(Trusted), r.clusterInfoStep(Trusted))
-	for _, n := range r.workers() {
-		trust = append(trust, transition{node: n, to: Trusted, files: []string{caCert, kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts old and new"))
-	}
+	trust = append(trust, r.nodeSteps(workers, Trusted)...)
 	trust = append(trust, r.workloadsStep())
 
-	for _, n := range r.controlPlanes() {
-		switchSteps = append(switchSteps,
-			transition{node: n, to: Switched,
-				files: kcFiles(caCert, caKey, frontProxyCert, frontProxyKey, signingNewCert, signingNewKey,
-					PKIDir+"/apiserver.crt", PKIDir+"/apiserver-kubelet-client.crt", PKIDir+"/front-proxy-client.crt"),
-				undoFiles: kcFiles(caCert, caKey, frontProxyCert, frontProxyKey,
-					PKIDir+"/apiserver.crt", PKIDir+"/apiserver-kubelet-client.crt", PKIDir+"/front-proxy-client.crt"),
-				undoAfter: []string{signingNewCert, signingNewKey},
-				pods:      pods}.step("control plane signs and serves with the new CA"),
-			transition{node: n, to: Switched,
-				files:     []string{m.kubeletClientFile(), KubeletClientCurrent, kubeletConf},
-				undoFiles: []string{KubeletClientCurrent, kubeletConf}, undoAfter: []string{m.kubeletClientFile()},
-				kubeletFiles: []string{kubeletConf, KubeletClientCurrent}}.step("kubelet client certificate from the new CA"))
-	}
+	switchSteps = append(switchSteps, r.nodeSteps(cps, Switched)...)
 	switchSteps = append(switchSteps, r.kubeadmCertsStep())
-	for _, n := range r.workers() {
-		switchSteps = append(switchSteps, transition{node: n, to: Switched,
-			files:     []string{caCert, m.kubeletClientFile(), KubeletClientCurrent, kubeletConf},
-			undoFiles: []string{KubeletClientCurrent, kubeletConf, caCert}, undoAfter: []string{m.kubeletClientFile()},
-			kubeletFiles: []string{kubeletConf, KubeletClientCurrent}}.step("kubelet client certificate from the new CA"))
-	}
+	switchSteps = append(switchSteps, r.nodeSteps(workers, Switched)...)
 
 	finalize = append(finalize, r.newOnlyPodsStep(), r.nothingOldStep(), r.reloadWaitStep())
-	for _, n := range r.controlPlanes() {
-		finalize = append(finalize,
-			transition{node: n, to: Finalized,
-				files: kcFiles(caCert, frontProxyCert), after: carotateFiles,
-				undoFiles: append(append([]string{}, carotateFiles...), kcFiles(caCert, frontProxyCert)...),
-				pods:      pods}.step("control plane trusts only the new CA"),
-			transition{node: n, to: Finalized, files: []string{kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts only the new CA"))
-	}
+	finalize = append(finalize, r.nodeSteps(cps, Finalized)...)
 	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep())
-	for _, n := range r.workers() {
-		finalize = append(finalize, transition{node: n, to: Finalized, files: []string{caCert, kubeletConf}, kubeletFiles: []string{kubeletConf}}.step("kubelet trusts only the new CA"))
-	}
+	finalize = append(finalize, r.nodeSteps(workers, Finalized)...)
 
 	return []engine.Phase[*Rotation]{
 		{Name: PhasePrepare, Steps: prepare, Gate: r.gate(Prepared)},
@@ -245,4 +180,39 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 		{Name: PhaseSwitch, Steps: switchSteps, Gate: r.gate(Switched)},
 		{Name: PhaseFinalize, Steps: finalize, Gate: r.gate(Finalized)},
 	}
+}
+
+// stepNames name each stage's node steps: the control plane's, then the
+// kubelet's (the only step on a worker).
+var stepNames = map[Stage][2]string{
+	Prepared:  {"distribute the new CAs", ""},
+	Trusted:   {"control plane trusts old and new", "kubelet trusts old and new"},
+	Switched:  {"control plane signs and serves with the new CA", "kubelet client certificate from the new CA"},
+	Finalized: {"control plane trusts only the new CA", "kubelet trusts only the new CA"},
+}
+
+// nodeSteps move each node to stage to, one step per node and restart
+// group, from the catalogue rows that change. On a control-plane node the
+// rows that only the kubelet reads change in a step of their own, after
+// the control plane's: kube-controller-manager and the scheduler restart
+// first, then the kubelet. A worker has one step.
+func (r *Rotation) nodeSteps(nodes []*Node, to Stage) []engine.Step[*Rotation] {
+	var out []engine.Step[*Rotation]
+	kubeletOnly := func(a *Artefact) bool { return a.kubeletOnly() }
+	rest := func(a *Artefact) bool { return !a.kubeletOnly() }
+	for _, n := range nodes {
+		if !n.ControlPlane {
+			if rows := rowsChanging(n, to, nil); len(rows) > 0 {
+				out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][1]))
+			}
+			continue
+		}
+		if rows := rowsChanging(n, to, rest); len(rows) > 0 {
+			out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][0]))
+		}
+		if rows := rowsChanging(n, to, kubeletOnly); len(rows) > 0 {
+			out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][1]))
+		}
+	}
+	return out
 }

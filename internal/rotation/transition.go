@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"path"
-	"sort"
 	"strings"
 	"time"
 
@@ -13,51 +11,87 @@ import (
 	"github.com/carotate/carotate/internal/kubeconfig"
 	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/pki"
-	"github.com/carotate/carotate/internal/state"
 )
 
 // transition moves one node's files from the stage before to to, then
 // restarts what reads them only at start. It is one engine step: Apply
 // goes forward, Undo goes back, Check says whether the node is already at
-// to. Files are written in the order given, because the order is what keeps
-// every trust edge working in between: ca.crt must be single again before
-// kube-controller-manager restarts with it as its signing file
-// (kubeadm#1350), so the way back has its own order.
+// to.
+//
+// Its files are the catalogue rows whose content differs between the two
+// stages, and the order of the writes follows from what each row holds at
+// the stage being moved to: a file that exists there is written before the
+// restarts (a component must find what its new flags point at), one that
+// does not is removed after them (the running component may still read
+// it). That is what keeps ca.crt single again before
+// kube-controller-manager restarts with it as its signing file on the way
+// back (kubeadm#1350), and carotate's files in place until nothing reads
+// them. Within each group the writes go in catalogue order, which puts a
+// link after the file it points at.
 type transition struct {
 	node *Node
 	to   Stage
-	// files are written first, then the static pods restarted from their
-	// manifests, then the kubelet, then after.
-	files, after []string
-	// undoFiles and undoAfter are the same for the way back.
-	undoFiles, undoAfter []string
-	pods                 []string // static pod components, restarted in this order
-	// kubeletFiles are the files the kubelet reads only at start; the
-	// kubelet is restarted when one is newer than the running kubelet.
-	kubeletFiles []string
+	rows []*Artefact // in catalogue order, manifests included
 }
 
-var componentManifest = map[string]string{
-	"kube-controller-manager": kcmManifest,
-	"kube-scheduler":          schedManifest,
+// rowsChanging are the rows of a node that change between stage to-1 and
+// to, by what they hold at each (Artefact.Holds), so that the steps are
+// the same for every cluster and every resume.
+func rowsChanging(n *Node, to Stage, keep func(*Artefact) bool) []*Artefact {
+	return rowsOn(n, func(a *Artefact) bool {
+		return a.Holds[to] != a.Holds[to-1] && (keep == nil || keep(a))
+	})
 }
 
-func (t transition) allFiles() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, l := range [][]string{t.files, t.after, t.undoFiles, t.undoAfter, t.kubeletFiles} {
-		for _, p := range l {
-			if !seen[p] {
-				seen[p] = true
-				out = append(out, p)
-			}
+// files are the step's non-manifest files at stage s: those that exist at
+// s, then those that do not.
+func (t transition) files(m *Material, s Stage) (before, after []string, err error) {
+	for _, a := range t.rows {
+		if a.Role == RoleStaticPod {
+			continue
+		}
+		p := a.path(m)
+		w, err := m.At(t.node, p, s)
+		if err != nil {
+			return nil, nil, err
+		}
+		if w.Absent {
+			after = append(after, p)
+		} else {
+			before = append(before, p)
 		}
 	}
-	for _, c := range t.pods {
-		if p := componentManifest[c]; !seen[p] {
-			seen[p] = true
-			out = append(out, p)
+	return before, after, nil
+}
+
+// pods are the static pods the step restarts: those whose manifest
+// changes, in catalogue order.
+func (t transition) pods() []string {
+	var out []string
+	for _, a := range t.rows {
+		if a.Role == RoleStaticPod {
+			out = append(out, a.Component)
 		}
+	}
+	return out
+}
+
+// kubeletFiles are the step's files the kubelet reads only at start; the
+// kubelet is restarted when one is newer than the running kubelet.
+func (t transition) kubeletFiles(m *Material) []string {
+	var out []string
+	for _, a := range t.rows {
+		if a.readAtStartBy(Kubelet) {
+			out = append(out, a.path(m))
+		}
+	}
+	return out
+}
+
+func (t transition) allFiles(m *Material) []string {
+	out := make([]string, len(t.rows))
+	for i, a := range t.rows {
+		out[i] = a.path(m)
 	}
 	return out
 }
@@ -72,14 +106,10 @@ func (t transition) step(name string) engine.Step[*Rotation] {
 			return r.at(ctx, t, t.to)
 		},
 		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) {
-			return r.move(ctx, t, t.to, t.files, t.after)
+			return r.move(ctx, t, t.to)
 		},
 		Undo: func(ctx context.Context, r *Rotation) (engine.Change, error) {
-			uf, ua := t.undoFiles, t.undoAfter
-			if uf == nil && ua == nil {
-				uf, ua = t.files, t.after
-			}
-			return r.move(ctx, t, t.to-1, uf, ua)
+			return r.move(ctx, t, t.to-1)
 		},
 		Describe: func(ctx context.Context, r *Rotation) (engine.Plan, error) {
 			return r.describe(ctx, t)
@@ -98,10 +128,7 @@ func waveOf(n *Node) string {
 func (r *Rotation) at(ctx context.Context, t transition, s Stage) (bool, string, error) {
 	ex := t.node.Exec
 	var pending []string
-	for _, p := range t.allFiles() {
-		if isManifest(p) && !contains(t.pods, componentOf(p)) {
-			continue
-		}
+	for _, p := range t.allFiles(r.M) {
 		w, err := r.M.At(t.node, p, s)
 		if err != nil {
 			return false, "", err
@@ -117,8 +144,8 @@ func (r *Rotation) at(ctx context.Context, t transition, s Stage) (bool, string,
 	if len(pending) > 0 {
 		return false, fmt.Sprintf("%d file(s) to change", len(pending)), nil
 	}
-	for _, c := range t.pods {
-		w, err := r.M.At(t.node, componentManifest[c], s)
+	for _, c := range t.pods() {
+		w, err := r.M.At(t.node, manifestOf(c).Path, s)
 		if err != nil {
 			return false, "", err
 		}
@@ -130,7 +157,7 @@ func (r *Rotation) at(ctx context.Context, t transition, s Stage) (bool, string,
 			return false, why, nil
 		}
 	}
-	if len(t.kubeletFiles) > 0 {
+	if len(t.kubeletFiles(r.M)) > 0 {
 		stale, err := r.kubeletStale(ctx, t)
 		if err != nil {
 			return false, "", err
@@ -146,7 +173,7 @@ func (r *Rotation) at(ctx context.Context, t transition, s Stage) (bool, string,
 // newer than the running kubelet.
 func (r *Rotation) kubeletStale(ctx context.Context, t transition) (bool, error) {
 	var newest time.Time
-	for _, p := range t.kubeletFiles {
+	for _, p := range t.kubeletFiles(r.M) {
 		st, err := t.node.Exec.Stat(ctx, p)
 		if err != nil {
 			return false, err
@@ -173,10 +200,14 @@ func (r *Rotation) kubeletStale(ctx context.Context, t transition) (bool, error)
 
 const startTimeSlack = 3 * time.Second
 
-// move writes files, restarts the static pods and the kubelet as needed,
-// then writes after, all at stage s.
-func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after []string) (engine.Change, error) {
+// move writes the files that exist at stage s, restarts the static pods
+// and the kubelet as needed, then removes the files that do not.
+func (r *Rotation) move(ctx context.Context, t transition, s Stage) (engine.Change, error) {
 	var ch engine.Change
+	files, after, err := t.files(r.M, s)
+	if err != nil {
+		return ch, err
+	}
 	var did []string
 	write := func(ps []string) error {
 		wants := make([]Want, len(ps))
@@ -206,8 +237,8 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 		start           time.Time
 	}
 	var waits []pending
-	for _, c := range t.pods {
-		p := componentManifest[c]
+	for _, c := range t.pods() {
+		p := manifestOf(c).Path
 		w, err := r.M.At(t.node, p, s)
 		if err != nil {
 			return ch, err
@@ -238,9 +269,8 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 		}
 		ch.Changed = true
 		did = append(did, fmt.Sprintf("%s restarted (%s)", p.component, r.since(p.start)))
-		r.countRestart(p.component, t.node.Name)
 	}
-	if len(t.kubeletFiles) > 0 {
+	if len(t.kubeletFiles(r.M)) > 0 {
 		stale, err := r.kubeletStale(ctx, t)
 		if err != nil {
 			return ch, err
@@ -252,7 +282,6 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 			}
 			ch.Changed = true
 			did = append(did, fmt.Sprintf("kubelet restarted (%s)", r.since(start)))
-			r.countRestart("kubelet", t.node.Name)
 		}
 	}
 	if err := write(after); err != nil {
@@ -275,10 +304,8 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage, files, after
 func (r *Rotation) describe(ctx context.Context, t transition) (engine.Plan, error) {
 	var pl engine.Plan
 	var n int
-	for _, p := range r.M.inPlanOrder(t.allFiles()) {
-		if isManifest(p) && !contains(t.pods, componentOf(p)) {
-			continue
-		}
+	for _, a := range t.rows {
+		p := a.path(r.M)
 		w, err := r.M.At(t.node, p, t.to)
 		if err != nil {
 			return pl, err
@@ -295,13 +322,13 @@ func (r *Rotation) describe(ctx context.Context, t transition) (engine.Plan, err
 			continue
 		}
 		n++
-		pl.Diffs = append(pl.Diffs, diffsOf(t.node.Name, p, cur, w)...)
+		pl.Diffs = append(pl.Diffs, diffsOf(t.node.Name, a, p, cur, w)...)
 	}
-	for _, c := range t.pods {
+	for _, c := range t.pods() {
 		pl.Restarts = append(pl.Restarts, engine.Restart{Component: c, Node: t.node.Name})
 	}
-	if len(t.kubeletFiles) > 0 {
-		pl.Restarts = append(pl.Restarts, engine.Restart{Component: "kubelet", Node: t.node.Name})
+	if len(t.kubeletFiles(r.M)) > 0 {
+		pl.Restarts = append(pl.Restarts, engine.Restart{Component: Kubelet, Node: t.node.Name})
 	}
 	var rs []string
 	for _, x := range pl.Restarts {
@@ -317,13 +344,13 @@ func (r *Rotation) describe(ctx context.Context, t transition) (engine.Plan, err
 // diffsOf shows a file change without ever showing a secret: certificates
 // by subject, issuer and fingerprints; manifests by flag; secret files by
 // hash only.
-func diffsOf(nodeName, p string, cur, w Want) []engine.Diff {
+func diffsOf(nodeName string, a *Artefact, p string, cur, w Want) []engine.Diff {
 	if cur.Link != "" || w.Link != "" {
 		return []engine.Diff{engine.ObjectDiff(nodeName+":"+p, "link", describeWant(cur), describeWant(w))}
 	}
-	if isManifest(p) {
+	if a.Role == RoleStaticPod {
 		var ds []engine.Diff
-		for _, f := range flagChanges(nodeName, p, cur.Data, w.Data) {
+		for _, f := range flagChanges(nodeName, a.Component, p, cur.Data, w.Data) {
 			ds = append(ds, f)
 		}
 		if a, b := annotationOf(nodeName, p, cur.Data), annotationOf(nodeName, p, w.Data); a != b {
@@ -347,7 +374,7 @@ func diffsOf(nodeName, p string, cur, w Want) []engine.Diff {
 		}
 		return ds
 	}
-	if isKubeconfig(p) && !cur.Absent && !w.Absent {
+	if (a.Role == RoleKubeconfig || a.Role == RoleKubeconfigCA) && !cur.Absent && !w.Absent {
 		ds := []engine.Diff{engine.ObjectDiff(nodeName+":"+p, "certificate-authority-data", kubeconfigCAs(cur.Data), kubeconfigCAs(w.Data))}
 		if b, a := kubeconfigClient(cur.Data), kubeconfigClient(w.Data); b != nil && a != nil && !b.Equal(a) {
 			ds = append(ds, engine.CertDiff(nodeName, p+" client-certificate-data", b, a))
@@ -361,15 +388,14 @@ func diffsOf(nodeName, p string, cur, w Want) []engine.Diff {
 	if !w.Absent {
 		after = w.Data
 	}
-	if w.Secret || cur.Secret || isSecretPath(p) {
+	if w.Secret || cur.Secret || a.Secret {
 		return []engine.Diff{engine.SecretFileDiff(nodeName, p, before, after)}
 	}
 	return []engine.Diff{engine.FileDiff(nodeName, p, before, after)}
 }
 
-func flagChanges(nodeName, p string, before, after []byte) []engine.Diff {
+func flagChanges(nodeName, comp, p string, before, after []byte) []engine.Diff {
 	var out []engine.Diff
-	comp := componentOf(p)
 	for _, f := range []string{"cluster-signing-cert-file", "cluster-signing-key-file", "root-ca-file", "client-ca-file", "requestheader-client-ca-file"} {
 		b, _, _ := manifest.FlagValue(p, before, comp, f)
 		a, _, _ := manifest.FlagValue(p, after, comp, f)
@@ -387,28 +413,6 @@ func annotationOf(nodeName, p string, data []byte) string {
 	v, _ := restartValue(nodeName+":"+p, data)
 	return v
 }
-
-func isManifest(p string) bool { return strings.HasPrefix(p, ManifestsDir+"/") }
-
-func componentOf(p string) string {
-	for c, m := range componentManifest {
-		if m == p {
-			return c
-		}
-	}
-	return ""
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-var _ = state.FileChange{}
 
 func kubeconfigCAs(data []byte) string {
 	cfg, err := kubeconfig.Parse("kubeconfig", data)
@@ -436,23 +440,4 @@ func kubeconfigClient(data []byte) *x509.Certificate {
 		return nil
 	}
 	return c
-}
-
-// inPlanOrder sorts a step's files the way the plan lists them: kubeadm's
-// PKI, its kubeconfigs, the kubelet's client certificate, carotate's own
-// files, then the manifests.
-func (m *Material) inPlanOrder(ps []string) []string {
-	order := []string{caCert, caKey, frontProxyCert, frontProxyKey}
-	for _, l := range apiserverLeaves {
-		order = append(order, path.Join(PKIDir, l+".crt"), path.Join(PKIDir, l+".key"))
-	}
-	order = append(order, adminConf, superAdminConf, kcmConf, schedConf, kubeletConf, m.kubeletClientFile(), KubeletClientCurrent,
-		newCACert, newCAKey, newFrontCert, newFrontKey, signingCert, signingKey, signingNewCert, signingNewKey, rootCAFile, kcmManifest, schedManifest)
-	rank := map[string]int{}
-	for i, p := range order {
-		rank[p] = i + 1
-	}
-	out := append([]string{}, ps...)
-	sort.SliceStable(out, func(i, j int) bool { return rank[out[i]] < rank[out[j]] })
-	return out
 }

@@ -67,9 +67,6 @@ func (r *Rotation) workloadsStep() engine.Step[*Rotation] {
 			if err != nil {
 				return engine.Change{}, err
 			}
-			for _, w := range res.Workloads {
-				r.countRestart(w.String(), "")
-			}
 			detail := fmt.Sprintf("%d restarted, %d evicted", res.Restarted, res.Evicted)
 			if len(res.Skipped) > 0 {
 				var s []string
