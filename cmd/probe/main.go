@@ -2,7 +2,7 @@
 // reads its namespace's kube-root-ca.crt through the in-cluster config
 // every interval, each time over a new TLS connection, and logs one JSON
 // record per line to stdout (the format is documented in package
-// internal/probe). It serves its counters on GET /stats and answers
+// internal/lab/probe). It serves its counters on GET /stats and answers
 // GET /healthz.
 //
 // Usage:
@@ -35,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/carotate/carotate/internal/probe"
+	"github.com/carotate/carotate/internal/lab/probe"
 	"k8s.io/client-go/rest"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/carotate/carotate/internal/probe"
+	"github.com/carotate/carotate/internal/lab/probe"
 	"github.com/google/go-cmp/cmp"
 )
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/model"
 )
 
@@ -242,7 +243,7 @@ func SigningFiles(c model.Cluster, _ Options) []Finding {
 			continue
 		}
 		for _, m := range n.Manifests {
-			if m.Component != "kube-controller-manager" {
+			if m.Component != manifest.KubeControllerManager {
 				continue
 			}
 			certPath, ok := m.Value("cluster-signing-cert-file")

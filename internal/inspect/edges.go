@@ -8,14 +8,15 @@ import (
 	"strings"
 
 	"github.com/carotate/carotate/internal/kubeconfig"
+	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/model"
 )
 
 // Server names in trust edges. A server on one node is "NAME@NODE".
 const (
-	serverAPIServer          = "kube-apiserver"
+	serverAPIServer          = manifest.KubeAPIServer
 	serverExtensionAPIServer = "extension-apiservers"
-	serverEtcd               = "etcd"
+	serverEtcd               = manifest.Etcd
 )
 
 // nodeView indexes one node's observation for the edges.
@@ -210,9 +211,9 @@ func kubeconfigEdges(v nodeView, as []apiserver) []model.TrustEdge {
 func clientName(kc model.Kubeconfig) string {
 	switch kc.Role {
 	case kubeconfig.RoleControllerManager:
-		return "kube-controller-manager"
+		return manifest.KubeControllerManager
 	case kubeconfig.RoleScheduler:
-		return "kube-scheduler"
+		return manifest.KubeScheduler
 	case kubeconfig.RoleOther, "":
 		return "kubeconfig " + kc.Path
 	default:

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/carotate/carotate/internal/image"
+	"github.com/carotate/carotate/internal/lab/image"
 )
 
 // ProbeImage is the lab's in-cluster probe.

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/carotate/carotate/internal/probe"
+	"github.com/carotate/carotate/internal/lab/probe"
 )
 
 // PodLogFiles lists the log files of container in the pods of namespace

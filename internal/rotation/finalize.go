@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/kubeconfig"
@@ -81,6 +82,59 @@ func (r *Rotation) nothingOldStep() engine.Step[*Rotation] {
 				return engine.Change{}, fmt.Errorf("these still present a certificate from the old CA, which finalize makes every apiserver reject: %s; run `carotate rotate` again to reissue them", strings.Join(deps, ", "))
 			}
 			return engine.Change{}, nil
+		},
+	}
+}
+
+// reloadWaitStep waits until every apiserver has had time to re-read
+// apiserver-kubelet-client.crt, which it polls every 5 minutes: until then
+// it may still present the old-CA certificate to kubelets, which finalize
+// makes them reject (kubectl logs/exec would fail, FAILURE-MODES #12).
+func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
+	remaining := func(ctx context.Context) (time.Duration, error) {
+		var longest time.Duration
+		for _, n := range r.controlPlanes() {
+			st, err := n.Exec.Stat(ctx, PKIDir+"/apiserver-kubelet-client.crt")
+			if err != nil {
+				return 0, err
+			}
+			if d := st.ModTime.Add(r.ReloadWait).Sub(r.now()); d > longest {
+				longest = d
+			}
+		}
+		return longest, nil
+	}
+	return engine.Step[*Rotation]{
+		Name:   "kube-apiserver re-reads apiserver-kubelet-client.crt",
+		Target: engine.Target{Object: "kube-apiserver --kubelet-client-certificate"},
+		NoUndo: true,
+		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
+			d, err := remaining(ctx)
+			if err != nil {
+				return false, "", err
+			}
+			if d <= 0 {
+				return true, "re-read", nil
+			}
+			return false, fmt.Sprintf("%s to wait", d.Round(time.Second)), nil
+		},
+		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+			d, err := remaining(ctx)
+			if err != nil {
+				return engine.Change{}, err
+			}
+			if d > 0 {
+				select {
+				case <-ctx.Done():
+					return engine.Change{}, ctx.Err()
+				case <-time.After(d):
+				}
+			}
+			return engine.Change{Changed: d > 0, Detail: fmt.Sprintf("waited %s", d.Round(time.Second))}, nil
+		},
+		Describe: func(ctx context.Context, r *Rotation) (engine.Plan, error) {
+			d, _ := remaining(ctx)
+			return engine.Plan{Summary: fmt.Sprintf("wait up to %s: the apiserver polls this file every 5 minutes", d.Round(time.Second))}, nil
 		},
 	}
 }

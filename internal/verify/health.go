@@ -10,12 +10,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/carotate/carotate/internal/manifest"
 )
 
 // DefaultControlPlaneComponents are the static pods kubeadm runs on every
 // control-plane node (etcd only with stacked etcd).
 func DefaultControlPlaneComponents() []string {
-	return []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"}
+	return []string{manifest.KubeAPIServer, manifest.KubeControllerManager, manifest.KubeScheduler, manifest.Etcd}
 }
 
 // NodeProblem is a node that is not Ready.

@@ -26,7 +26,8 @@ import (
 
 	"github.com/carotate/carotate/internal/lab"
 	"github.com/carotate/carotate/internal/lab/labtest"
-	"github.com/carotate/carotate/internal/probe"
+	"github.com/carotate/carotate/internal/lab/probe"
+	"github.com/carotate/carotate/internal/manifest"
 )
 
 // TestLabOneControlPlaneTwoWorkers is the lab's own acceptance test on the
@@ -74,7 +75,7 @@ func TestLabOneControlPlaneTwoWorkers(t *testing.T) {
 			checkKubeletRestart(t, l, l.Nodes[len(l.Nodes)-1])
 		})
 		t.Run("static pod manifest change restarts the component", func(t *testing.T) {
-			checkStaticPodRestart(t, l, l.Nodes[0], "kube-scheduler")
+			checkStaticPodRestart(t, l, l.Nodes[0], manifest.KubeScheduler)
 		})
 	})
 	if l == nil {

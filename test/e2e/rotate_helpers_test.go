@@ -26,7 +26,7 @@ import (
 
 	"github.com/carotate/carotate/internal/lab"
 	"github.com/carotate/carotate/internal/lab/labtest"
-	"github.com/carotate/carotate/internal/probe"
+	"github.com/carotate/carotate/internal/lab/probe"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 	"github.com/carotate/carotate/internal/state/backup"

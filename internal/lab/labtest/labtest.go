@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/carotate/carotate/internal/lab"
+	"github.com/carotate/carotate/internal/manifest"
 )
 
 // Components is where the built upstream binaries are looked for.
@@ -169,7 +170,7 @@ func DumpLogs(t *testing.T, l *lab.Lab) {
 			}
 		}
 		if n.ControlPlane {
-			for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"} {
+			for _, c := range []string{manifest.KubeAPIServer, manifest.KubeControllerManager, manifest.KubeScheduler, manifest.Etcd} {
 				if data, err := l.ComponentLog(n.Name, c); err == nil {
 					lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 					if len(lines) > 30 {
