@@ -363,13 +363,14 @@ func NewMaterial(ctx context.Context, src Source) (*Material, error) {
 			}
 		}
 	}
-	for _, o := range BackedUpObjects {
-		obj, err := getObject(ctx, src.Client, o[0], o[1], o[2])
+	for _, key := range backedUpObjects {
+		kind, ns, name := splitObjectKey(key)
+		obj, err := getObject(ctx, src.Client, kind, ns, name)
 		if err != nil {
 			return nil, err
 		}
 		if obj != nil {
-			m.Objects[objectKey(o[0], o[1], o[2])] = *obj
+			m.Objects[key] = *obj
 		}
 	}
 	var err error
