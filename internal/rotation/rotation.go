@@ -53,6 +53,17 @@
 //     apiserver only ever adds to it).
 //  4. Workers: new-only, kubelet restarted.
 //
+// The node steps are built from the catalogue (catalogue.go): each moves
+// the rows of one node that change at that stage, writing what exists at
+// the stage before the restarts and removing what does not after them.
+//
+// Seed steps with no home here yet, and the issue that brings each:
+//   - cloud-controller-manager --root-ca-file, and kube-apiserver
+//     --kubelet-certificate-authority where set (#12, trusting places);
+//   - caBundles of webhooks, APIServices and CRD conversion, and
+//     aggregated API servers that trust the front-proxy CA (#12);
+//   - the service-account signing key (#10) and the etcd CA (#11).
+//
 // A gate after each phase verifies the cluster before the next one.
 // Rollback runs the same steps' undos in reverse, from any stage before
 // finalize completes. Rolled back from a partly run finalize, it first

@@ -46,6 +46,7 @@ func TestRotateOneControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "1+2") })
 	t.Run("refusals change nothing", func(t *testing.T) {
 		r.t = t
 		refused := func(t *testing.T, res result, mention ...string) {
@@ -270,6 +271,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1") })
 	t.Run("plan --output json is one event per step", func(t *testing.T) {
 		r.t = t
 		res := r.run("plan", "--output", "json")
