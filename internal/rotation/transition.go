@@ -208,67 +208,12 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage) (engine.Chan
 	if err != nil {
 		return ch, err
 	}
-	var did []string
-	write := func(ps []string) error {
-		wants := make([]Want, len(ps))
-		for i, p := range ps {
-			w, err := r.M.At(t.node, p, s)
-			if err != nil {
-				return err
-			}
-			wants[i] = w
-		}
-		fcs, err := ensureAll(ctx, t.node.Exec, ps, wants)
-		if len(fcs) > 0 {
-			ch.Changed = true
-			ch.Files = append(ch.Files, fcs...)
-		}
-		return err
-	}
-	if err := write(files); err != nil {
+	if err := r.write(ctx, t.node, s, files, &ch); err != nil {
 		return ch, err
 	}
-	// Write every manifest first, then wait: the kubelet restarts the
-	// static pods side by side, which halves the time KCM and the
-	// scheduler are away on a node (the apiserver is not touched).
-	type pending struct {
-		component, hash string
-		data            []byte
-		start           time.Time
-	}
-	var waits []pending
-	for _, c := range t.pods() {
-		p := manifestOf(c).Path
-		w, err := r.M.At(t.node, p, s)
-		if err != nil {
-			return ch, err
-		}
-		before, err := r.staticPod(ctx, c, t.node.Name)
-		if err != nil {
-			return ch, err
-		}
-		fc, changed, err := ensure(ctx, t.node.Exec, p, w)
-		if err != nil {
-			return ch, err
-		}
-		hash := ""
-		if changed {
-			ch.Changed, ch.Files, hash = true, append(ch.Files, fc), before.Hash
-		}
-		running, _, err := r.staticPodRunning(ctx, c, t.node.Name, w.Data)
-		if err != nil {
-			return ch, err
-		}
-		if changed || !running {
-			waits = append(waits, pending{component: c, hash: hash, data: w.Data, start: r.now()})
-		}
-	}
-	for _, p := range waits {
-		if err := r.waitStaticPod(ctx, p.component, t.node.Name, p.hash, p.data); err != nil {
-			return ch, err
-		}
-		ch.Changed = true
-		did = append(did, fmt.Sprintf("%s restarted (%s)", p.component, r.since(p.start)))
+	did, err := r.restartPods(ctx, t, s, &ch)
+	if err != nil {
+		return ch, err
 	}
 	if len(t.kubeletFiles(r.M)) > 0 {
 		stale, err := r.kubeletStale(ctx, t)
@@ -284,7 +229,7 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage) (engine.Chan
 			did = append(did, fmt.Sprintf("kubelet restarted (%s)", r.since(start)))
 		}
 	}
-	if err := write(after); err != nil {
+	if err := r.write(ctx, t.node, s, after, &ch); err != nil {
 		return ch, err
 	}
 	if s == Original || s == Finalized {
@@ -297,6 +242,73 @@ func (r *Rotation) move(ctx context.Context, t transition, s Stage) (engine.Chan
 	parts := []string{fmt.Sprintf("%d file(s) written", len(ch.Files))}
 	ch.Detail = strings.Join(append(parts, did...), ", ")
 	return ch, nil
+}
+
+// write makes the paths hold what they hold at stage s, in order, and
+// adds what changed to ch.
+func (r *Rotation) write(ctx context.Context, n *Node, s Stage, ps []string, ch *engine.Change) error {
+	wants := make([]Want, len(ps))
+	for i, p := range ps {
+		w, err := r.M.At(n, p, s)
+		if err != nil {
+			return err
+		}
+		wants[i] = w
+	}
+	fcs, err := ensureAll(ctx, n.Exec, ps, wants)
+	if len(fcs) > 0 {
+		ch.Changed = true
+		ch.Files = append(ch.Files, fcs...)
+	}
+	return err
+}
+
+// restartPods writes every manifest of the step first, then waits for
+// each pod: the kubelet restarts the static pods side by side, which
+// halves the time KCM and the scheduler are away on a node (the apiserver
+// is not touched). It returns what it restarted, with how long each took.
+func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *engine.Change) ([]string, error) {
+	type pending struct {
+		component, hash string
+		data            []byte
+		start           time.Time
+	}
+	var waits []pending
+	for _, c := range t.pods() {
+		p := manifestOf(c).Path
+		w, err := r.M.At(t.node, p, s)
+		if err != nil {
+			return nil, err
+		}
+		before, err := r.staticPod(ctx, c, t.node.Name)
+		if err != nil {
+			return nil, err
+		}
+		fc, changed, err := ensure(ctx, t.node.Exec, p, w)
+		if err != nil {
+			return nil, err
+		}
+		hash := ""
+		if changed {
+			ch.Changed, ch.Files, hash = true, append(ch.Files, fc), before.Hash
+		}
+		running, _, err := r.staticPodRunning(ctx, c, t.node.Name, w.Data)
+		if err != nil {
+			return nil, err
+		}
+		if changed || !running {
+			waits = append(waits, pending{component: c, hash: hash, data: w.Data, start: r.now()})
+		}
+	}
+	var did []string
+	for _, p := range waits {
+		if err := r.waitStaticPod(ctx, p.component, t.node.Name, p.hash, p.data); err != nil {
+			return did, err
+		}
+		ch.Changed = true
+		did = append(did, fmt.Sprintf("%s restarted (%s)", p.component, r.since(p.start)))
+	}
+	return did, nil
 }
 
 // describe is the plan of a transition: each file's change and the
