@@ -92,12 +92,7 @@ func (s *session) runner(ctx context.Context, j engine.Journal) *engine.Runner[*
 		isCP[n.Name] = n.ControlPlane
 	}
 	r := &engine.Runner[*rotation.Rotation]{
-		Reporter: engine.ReporterFunc(func(e engine.Event) {
-			if j != nil { // a plan is not a phase beginning
-				s.rot.Observe(e)
-			}
-			rep.Report(e)
-		}),
+		Reporter:       rep,
 		Journal:        j,
 		Parallelism:    s.o.Parallelism,
 		IsControlPlane: func(n string) bool { return isCP[n] },

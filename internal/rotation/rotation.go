@@ -106,9 +106,8 @@ type Rotation struct {
 	Timeouts        Timeouts
 	Log             *slog.Logger
 
-	mu         sync.Mutex
-	restarts   map[[2]string]int
-	phaseStart map[string]time.Time
+	mu       sync.Mutex
+	restarts map[[2]string]int
 }
 
 func (r *Rotation) now() time.Time {
