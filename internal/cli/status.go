@@ -32,18 +32,15 @@ func (s *session) status(ctx context.Context) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	want := s.rec.Phase
-	if want == "" {
-		want = "original"
-	}
-	var off []string
 	for _, n := range names {
 		fmt.Fprintf(o.Out, "  %-20s %s\n", n, obs[n])
-		if !strings.Contains(obs[n], want) {
-			off = append(off, n)
-		}
 	}
-	if len(off) == 0 {
+	st, err := rotation.ParseRecordState(s.rec.Phase)
+	if err != nil {
+		return err
+	}
+	want := st.Stage()
+	if off := rotation.NotAt(obs, want); len(off) == 0 {
 		fmt.Fprintf(o.Out, "Every node is where the record says (%s).\n", want)
 	} else {
 		fmt.Fprintf(o.Out, "Not where the record says (%s): %s. A step was interrupted: run the same command again to resume, or `carotate rollback`.\n", want, strings.Join(off, ", "))
