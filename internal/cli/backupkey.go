@@ -29,7 +29,7 @@ func legacyKeyFile(stateDir, clusterID string) string {
 
 // backupKey returns the key of the session's rotation. For a fresh
 // rotation that will change the cluster it creates the key, if the file
-// does not exist yet, and records its path and id in s.rec. A plan or
+// does not exist yet, and records its path and id in the record. A plan or
 // status of no rotation needs no key: nothing is sealed.
 func (s *session) backupKey() (backup.Key, error) {
 	o, rec := s.o, &s.lc.Record
