@@ -29,37 +29,37 @@ func legacyKeyFile(stateDir, clusterID string) string {
 
 // backupKey returns the key of the session's rotation. For a fresh
 // rotation that will change the cluster it creates the key, if the file
-// does not exist yet, and records its path and id in s.rec. A plan or
+// does not exist yet, and records its path and id in the record. A plan or
 // status of no rotation needs no key: nothing is sealed.
 func (s *session) backupKey() (backup.Key, error) {
-	o := s.o
-	if s.fresh {
-		if !o.mutates() {
+	o, rec := s.o, &s.lc.Record
+	if s.lc.Fresh {
+		if !s.cmd.Mutates() {
 			return backup.Key{}, nil
 		}
 		return s.newBackupKey()
 	}
 	path := o.BackupKeyFile
 	if path == "" {
-		path = s.rec.BackupKeyPath
+		path = rec.BackupKeyPath
 	}
 	if path == "" {
 		legacy := legacyKeyFile(o.StateDir, s.clusterID)
 		if _, err := os.Stat(legacy); err != nil {
-			return backup.Key{}, fmt.Errorf("%w: rotation %s's record names no backup key file; pass --backup-key with the key it was started with", ErrRefused, s.rec.RotationID)
+			return backup.Key{}, fmt.Errorf("%w: rotation %s's record names no backup key file; pass --backup-key with the key it was started with", ErrRefused, rec.RotationID)
 		}
 		fmt.Fprintf(o.ErrOut, "Using the backup key %s, where an older carotate kept it. Move it out of the state directory and pass --backup-key from now on.\n", legacy)
 		path = legacy
 	}
 	key, err := backup.LoadKey(path)
 	if err != nil {
-		return backup.Key{}, fmt.Errorf("%w: rotation %s was started with backup key %s: %w; pass --backup-key with that key", ErrRefused, s.rec.RotationID, orUnknown(s.rec.BackupKeyID), err)
+		return backup.Key{}, fmt.Errorf("%w: rotation %s was started with backup key %s: %w; pass --backup-key with that key", ErrRefused, rec.RotationID, orUnknown(rec.BackupKeyID), err)
 	}
-	if err := state.CheckKey(s.rec, key); err != nil {
+	if err := state.CheckKey(*rec, key); err != nil {
 		return backup.Key{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	if abs, err := filepath.Abs(path); err == nil && abs != s.rec.BackupKeyPath {
-		s.rec.SetBackupKey(abs, key) // the operator moved it; the next record says where
+	if abs, err := filepath.Abs(path); err == nil && abs != rec.BackupKeyPath {
+		rec.SetBackupKey(abs, key) // the operator moved it; the next record says where
 	}
 	return key, nil
 }
@@ -93,7 +93,7 @@ func (s *session) newBackupKey() (backup.Key, error) {
 	if err != nil {
 		return backup.Key{}, fmt.Errorf("--backup-key: %w", err)
 	}
-	s.rec.SetBackupKey(abs, key)
+	s.lc.Record.SetBackupKey(abs, key)
 	return key, nil
 }
 

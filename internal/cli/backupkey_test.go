@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 	"github.com/carotate/carotate/internal/state/backup"
 )
@@ -26,14 +27,14 @@ func TestBackupKeyRules(t *testing.T) {
 		return p, k
 	}
 	type setup struct {
-		o     *RotateOptions
+		o     *rotationOptions
 		s     *session
 		files func() []string
 	}
-	newSetup := func(t *testing.T, command string, fresh bool) setup {
+	newSetup := func(t *testing.T, command rotation.Command, fresh bool) setup {
 		stateDir, keyDir := t.TempDir(), t.TempDir()
-		o := &RotateOptions{command: command, StateDir: stateDir, Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}, In: strings.NewReader("")}
-		s := &session{o: o, fresh: fresh, clusterID: "uid-1", rec: state.Record{RotationID: "r-test"}}
+		o := &rotationOptions{IOStreams: IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}, In: strings.NewReader("")}, StateFlags: StateFlags{StateDir: stateDir}}
+		s := &session{o: o, cmd: command, clusterID: "uid-1", lc: &rotation.Lifecycle{Fresh: fresh, Record: state.Record{RotationID: "r-test"}}}
 		list := func() []string {
 			var out []string
 			for _, d := range []string{stateDir, keyDir} {
@@ -62,20 +63,20 @@ func TestBackupKeyRules(t *testing.T) {
 	}
 
 	t.Run("fresh rotate creates the key and records it", func(t *testing.T) {
-		st := newSetup(t, "rotate", true)
+		st := newSetup(t, rotation.Rotate, true)
 		k, err := st.s.backupKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.s.rec.BackupKeyPath != st.o.BackupKeyFile || st.s.rec.BackupKeyID != k.ID() {
-			t.Errorf("record %+v does not name %s (id %s)", st.s.rec, st.o.BackupKeyFile, k.ID())
+		if st.s.lc.Record.BackupKeyPath != st.o.BackupKeyFile || st.s.lc.Record.BackupKeyID != k.ID() {
+			t.Errorf("record %+v does not name %s (id %s)", st.s.lc.Record, st.o.BackupKeyFile, k.ID())
 		}
 		if fi, err := os.Stat(st.o.BackupKeyFile); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("key file: %v, %v", fi, err)
 		}
 	})
 	t.Run("fresh plan needs no key and creates none", func(t *testing.T) {
-		st := newSetup(t, "plan", true)
+		st := newSetup(t, rotation.Plan, true)
 		if _, err := st.s.backupKey(); err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +85,7 @@ func TestBackupKeyRules(t *testing.T) {
 		}
 	})
 	t.Run("fresh rotate without --backup-key is refused", func(t *testing.T) {
-		st := newSetup(t, "rotate", true)
+		st := newSetup(t, rotation.Rotate, true)
 		st.o.BackupKeyFile = ""
 		_, err := st.s.backupKey()
 		refused(t, st, err, "--backup-key")
@@ -93,7 +94,7 @@ func TestBackupKeyRules(t *testing.T) {
 		}
 	})
 	t.Run("a key inside the state directory is refused", func(t *testing.T) {
-		st := newSetup(t, "rotate", true)
+		st := newSetup(t, rotation.Rotate, true)
 		st.o.BackupKeyFile = filepath.Join(st.o.StateDir, "sub", "k")
 		_, err := st.s.backupKey()
 		refused(t, st, err, st.o.BackupKeyFile, "inside the state directory")
@@ -102,9 +103,9 @@ func TestBackupKeyRules(t *testing.T) {
 		}
 	})
 	t.Run("a resume finds the key where the record says", func(t *testing.T) {
-		st := newSetup(t, "rotate", false)
+		st := newSetup(t, rotation.Rotate, false)
 		p, k := withKey(t, t.TempDir())
-		st.s.rec.SetBackupKey(p, k)
+		st.s.lc.Record.SetBackupKey(p, k)
 		st.o.BackupKeyFile = ""
 		got, err := st.s.backupKey()
 		if err != nil || got.ID() != k.ID() {
@@ -112,9 +113,9 @@ func TestBackupKeyRules(t *testing.T) {
 		}
 	})
 	t.Run("a resume with the key missing is refused, not replaced", func(t *testing.T) {
-		st := newSetup(t, "rollback", false)
+		st := newSetup(t, rotation.Rollback, false)
 		p, k := withKey(t, t.TempDir())
-		st.s.rec.SetBackupKey(p, k)
+		st.s.lc.Record.SetBackupKey(p, k)
 		os.Remove(p)
 		st.o.BackupKeyFile = ""
 		_, err := st.s.backupKey()
@@ -124,16 +125,16 @@ func TestBackupKeyRules(t *testing.T) {
 		}
 	})
 	t.Run("a resume with another key is refused, naming both", func(t *testing.T) {
-		st := newSetup(t, "status", false)
+		st := newSetup(t, rotation.Status, false)
 		p, k := withKey(t, t.TempDir())
-		st.s.rec.SetBackupKey(p, k)
+		st.s.lc.Record.SetBackupKey(p, k)
 		other, ok := withKey(t, t.TempDir())
 		st.o.BackupKeyFile = other
 		_, err := st.s.backupKey()
 		refused(t, st, err, k.ID(), ok.ID(), "--backup-key")
 	})
 	t.Run("a rotation started by an older carotate resumes from the old default", func(t *testing.T) {
-		st := newSetup(t, "rotate", false)
+		st := newSetup(t, rotation.Rotate, false)
 		legacy := legacyKeyFile(st.o.StateDir, "uid-1")
 		k, err := backup.CreateKey(legacy)
 		if err != nil {

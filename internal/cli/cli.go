@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/carotate/carotate/internal/rotation"
 )
 
 // Version is carotate's version, set at build time with
@@ -38,6 +40,19 @@ var ErrBlocking = errors.New("blocking findings")
 // ErrIncomplete is returned (wrapped) when carotate could not inspect the
 // whole cluster: the API could not be read, or a node could not be reached.
 var ErrIncomplete = errors.New("could not inspect the whole cluster")
+
+// ErrRefused is returned (wrapped) when a command is refused before it
+// changes anything: by the record, preflight, the lock, the backup key or
+// the operator.
+var ErrRefused = rotation.ErrRefused
+
+// IOStreams are a command's streams, as kubectl's genericiooptions has
+// them: In is read for a typed confirmation, Out gets the report or the
+// progress, ErrOut diagnostics.
+type IOStreams struct {
+	In          io.Reader
+	Out, ErrOut io.Writer
+}
 
 // Env is everything a command touches outside itself. Main fills it from
 // the process; tests inject their own.
@@ -106,6 +121,8 @@ func (e Env) withDefaults() Env {
 	return e
 }
 
+func (e Env) streams() IOStreams { return IOStreams{In: e.Stdin, Out: e.Stdout, ErrOut: e.Stderr} }
+
 // logger writes diagnostics to stderr; the report goes to stdout.
 func (e Env) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -140,8 +157,6 @@ func newVersionCommand() *cobra.Command {
 	}
 }
 
-// stdinIsTerminal reports whether stdin is a character device, which is
-// all a typed confirmation needs to know.
 // stdinIsTerminal: a terminal, not merely a character device (/dev/null
 // is one, and a cron job's stdin must never count as an operator typing).
 func stdinIsTerminal() bool {

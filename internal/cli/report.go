@@ -116,39 +116,8 @@ func writeText(w io.Writer, r Report) error {
 	}
 	t.table(rows)
 	for _, n := range c.Nodes {
-		if !n.Reachable {
-			continue
-		}
-		t.printf("\nnode %s: certificates\n", n.Name)
-		rows := [][]string{{"FILE", "SUBJECT", "ISSUER", "EXPIRES"}}
-		for _, f := range n.Files {
-			for i, cert := range f.Certs {
-				p := f.Path
-				if len(f.Certs) > 1 {
-					p += fmt.Sprintf(" [%d]", i)
-				}
-				rows = append(rows, []string{p, cert.Subject, issuerName(cert, names), expiry(cert.NotAfter, now)})
-			}
-		}
-		t.table(rows)
-		if len(n.Kubeconfigs) > 0 {
-			t.printf("node %s: kubeconfigs\n", n.Name)
-			rows := [][]string{{"KUBECONFIG", "ROLE", "TRUSTS", "CLIENT", "ISSUER", "EXPIRES"}}
-			for _, kc := range n.Kubeconfigs {
-				trusts := make([]string, 0, len(kc.CACerts))
-				for _, ca := range kc.CACerts {
-					trusts = append(trusts, certName(ca, names))
-				}
-				client, issuer, exp := "-", "-", "-"
-				switch {
-				case kc.ClientCert != nil:
-					client, issuer, exp = kc.ClientCert.Subject, issuerName(*kc.ClientCert, names), expiry(kc.ClientCert.NotAfter, now)
-				case kc.Token:
-					client = "(token)"
-				}
-				rows = append(rows, []string{kc.Path, kc.Role, orDash(strings.Join(trusts, "+")), client, issuer, exp})
-			}
-			t.table(rows)
+		if n.Reachable {
+			writeNode(t, n, names, now)
 		}
 	}
 
@@ -163,6 +132,42 @@ func writeText(w io.Writer, r Report) error {
 		t.printf("none\n")
 	}
 	return t.err
+}
+
+// writeNode renders what was read on one node: its certificates, then its
+// kubeconfigs.
+func writeNode(t *textWriter, n model.Node, names map[string]string, now time.Time) {
+	t.printf("\nnode %s: certificates\n", n.Name)
+	rows := [][]string{{"FILE", "SUBJECT", "ISSUER", "EXPIRES"}}
+	for _, f := range n.Files {
+		for i, cert := range f.Certs {
+			p := f.Path
+			if len(f.Certs) > 1 {
+				p += fmt.Sprintf(" [%d]", i)
+			}
+			rows = append(rows, []string{p, cert.Subject, issuerName(cert, names), expiry(cert.NotAfter, now)})
+		}
+	}
+	t.table(rows)
+	if len(n.Kubeconfigs) > 0 {
+		t.printf("node %s: kubeconfigs\n", n.Name)
+		rows := [][]string{{"KUBECONFIG", "ROLE", "TRUSTS", "CLIENT", "ISSUER", "EXPIRES"}}
+		for _, kc := range n.Kubeconfigs {
+			trusts := make([]string, 0, len(kc.CACerts))
+			for _, ca := range kc.CACerts {
+				trusts = append(trusts, certName(ca, names))
+			}
+			client, issuer, exp := "-", "-", "-"
+			switch {
+			case kc.ClientCert != nil:
+				client, issuer, exp = kc.ClientCert.Subject, issuerName(*kc.ClientCert, names), expiry(kc.ClientCert.NotAfter, now)
+			case kc.Token:
+				client = "(token)"
+			}
+			rows = append(rows, []string{kc.Path, kc.Role, orDash(strings.Join(trusts, "+")), client, issuer, exp})
+		}
+		t.table(rows)
+	}
 }
 
 // caLabels names each CA in the report: its kind, with a short key

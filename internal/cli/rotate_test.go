@@ -50,11 +50,3 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 		})
 	}
 }
-
-func TestPhaseIndex(t *testing.T) {
-	for phase, want := range map[string]int{"": -1, "prepare": 0, "trust": 1, "switch": 2, "finalize": 3, "finalized": -1, "rolled-back": -1} {
-		if got := phaseIndex(phase); got != want {
-			t.Errorf("phaseIndex(%q) = %d, want %d", phase, got, want)
-		}
-	}
-}

@@ -2,42 +2,39 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"strconv"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/carotate/carotate/internal/check"
 	"github.com/carotate/carotate/internal/failpoint"
 	"github.com/carotate/carotate/internal/inventory"
 	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/node"
-	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 )
 
 // session is one command's view of the cluster and its rotation.
 type session struct {
-	o         *RotateOptions
+	o         *rotationOptions
+	cmd       rotation.Command
+	set       rotationSettings
 	cfg       *rest.Config
 	cs        kubernetes.Interface
 	clusterID string
 	cluster   model.Cluster
 	dir       *state.Dir // the cluster's directory: record and journal
-	rec       state.Record
-	fresh     bool // no rotation in progress: this run would start one
+	lc        *rotation.Lifecycle
 	rot       *rotation.Rotation
 	nodes     []*rotation.Node
-	lock      *lock.Lock // held by the commands that change the cluster
+	lock      *rotation.Lock // held by the commands that change the cluster
 	fail      *failpoint.Counter
 }
 
@@ -57,12 +54,12 @@ const leasesPath = "/apis/coordination.k8s.io/v1/namespaces/" + lock.Namespace +
 // progress, or makes the record of a new one. It reads one object, the
 // kube-system namespace, whose uid names the directory: the lock is taken
 // right after, before anything is gathered.
-func (o *RotateOptions) openState(ctx context.Context) (*session, error) {
+func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, set rotationSettings) (*session, error) {
 	fail, err := failpoint.Parse(o.getenv(failpoint.Env), o.ErrOut)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := o.rotationAwareConfig()
+	cfg, err := o.rotationAwareConfig(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +68,7 @@ func (o *RotateOptions) openState(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{o: o, cfg: cfg, cs: cs, fail: fail}
+	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, fail: fail}
 	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w", ErrIncomplete, err)
@@ -80,17 +77,8 @@ func (o *RotateOptions) openState(ctx context.Context) (*session, error) {
 	if s.dir, err = state.Open(o.StateDir, s.clusterID); err != nil {
 		return nil, err
 	}
-	s.rec, err = s.dir.LoadRecord()
-	switch {
-	case errors.Is(err, state.ErrNoRecord):
-		s.fresh = true
-	case err != nil:
+	if s.lc, err = rotation.OpenLifecycle(s.dir, o.now, Version); err != nil {
 		return nil, err
-	case s.rec.Phase == recordFinalized || s.rec.Phase == recordRolledBack:
-		s.fresh = true
-	}
-	if s.fresh {
-		s.rec = state.Record{RotationID: state.NewRotationID(), StartedAt: o.now(), ToolVersion: Version}
 	}
 	return s, nil
 }
@@ -99,14 +87,12 @@ func (o *RotateOptions) openState(ctx context.Context) (*session, error) {
 // loads) the material. It changes nothing on the cluster; for a fresh
 // rotation it may create the backup key file.
 func (s *session) openCluster(ctx context.Context) error {
-	o := s.o
-	sshDefaults := inventory.SSHDefaults{User: o.SSHUser, IdentityFiles: o.SSHKeys, KnownHostsFiles: o.SSHKnownHosts, Sudo: o.Sudo}
-	if o.SSHPort != 0 {
-		sshDefaults.Port = strconv.Itoa(o.SSHPort)
-	}
+	o, rec := s.o, &s.lc.Record
+	access := o.access(o.getenv)
+	access.Config = s.cfg
+	sshDefaults := o.sshDefaults()
 	var err error
-	s.cluster, err = o.gather(ctx, ClusterAccess{Kubeconfig: o.Kubeconfig, Context: o.Context, Getenv: o.getenv, Config: s.cfg},
-		inventory.Options{Inventory: o.inventory, SSH: sshDefaults, Now: o.now, Logger: o.logger})
+	s.cluster, err = o.gather(ctx, access, inventory.Options{Inventory: o.inventory, SSH: sshDefaults, Now: o.now, Logger: o.logger})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrIncomplete, err)
 	}
@@ -114,12 +100,12 @@ func (s *session) openCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rotDir, err := state.Open(s.dir.Path(), s.rec.RotationID)
+	rotDir, err := state.Open(s.dir.Path(), rec.RotationID)
 	if err != nil {
 		return err
 	}
 	store := &rotation.Store{Dir: rotDir, Key: key}
-	for _, n := range o.AllowUnready {
+	for _, n := range s.set.allowUnready {
 		if !hasNode(s.cluster, n) {
 			return fmt.Errorf("--allow-unready %s: the cluster has no node of that name (see `kubectl get nodes`)", n)
 		}
@@ -129,21 +115,21 @@ func (s *session) openCluster(ctx context.Context) error {
 		return err
 	}
 	var m *rotation.Material
-	if !s.fresh && store.Saved() {
-		m, err = store.Load(s.rec.RotationID)
+	if !s.lc.Fresh && store.Saved() {
+		m, err = store.Load(rec.RotationID)
 	} else {
-		imports, ierr := o.imports()
+		imports, ierr := s.set.imports.imports(o.now())
 		if ierr != nil {
 			return ierr
 		}
-		m, err = rotation.NewMaterial(ctx, rotation.Source{RotationID: s.rec.RotationID, Nodes: s.nodes, Client: s.cs, Import: imports, Now: o.now()})
+		m, err = rotation.NewMaterial(ctx, rotation.Source{RotationID: rec.RotationID, Nodes: s.nodes, Client: s.cs, Import: imports, Now: o.now()})
 	}
 	if err != nil {
 		return err
 	}
 	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Endpoints: endpoints,
-		KubeletRestart: strings.Fields(o.KubeletRestartCommand), KubeletLog: strings.Fields(o.KubeletLogCommand),
-		ReloadWait: o.ReloadWait, FinalizeStarted: s.rec.FinalizeStartedAt, Clock: o.now, Log: o.logger}
+		KubeletRestart: strings.Fields(s.set.kubeletRestart), KubeletLog: strings.Fields(s.set.kubeletLog),
+		ReloadWait: s.set.reloadWait, FinalizeStarted: rec.FinalizeStartedAt, Clock: o.now, Log: o.logger}
 	return nil
 }
 
@@ -152,7 +138,7 @@ func (s *session) openCluster(ctx context.Context) error {
 func (s *session) connect(ctx context.Context, sshDefaults inventory.SSHDefaults) ([]string, error) {
 	o := s.o
 	allow := map[string]bool{}
-	for _, n := range o.AllowUnready {
+	for _, n := range s.set.allowUnready {
 		allow[n] = true
 	}
 	connect := inventory.Connect(node.HostSSHEnv())
@@ -176,7 +162,7 @@ func (s *session) connect(ctx context.Context, sshDefaults inventory.SSHDefaults
 			endpoints = append(endpoints, apiserverEndpoint(mn))
 		}
 	}
-	if u, err := url.Parse(s.cfg.Host); err == nil && u.Host != "" && !contains(endpoints, u.Host) {
+	if u, err := url.Parse(s.cfg.Host); err == nil && u.Host != "" && !slices.Contains(endpoints, u.Host) {
 		endpoints = append(endpoints, u.Host)
 	}
 	return endpoints, nil
@@ -185,15 +171,6 @@ func (s *session) connect(ctx context.Context, sshDefaults inventory.SSHDefaults
 func hasNode(c model.Cluster, name string) bool {
 	for _, n := range c.Nodes {
 		if n.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
 			return true
 		}
 	}
@@ -216,65 +193,4 @@ func apiserverEndpoint(n model.Node) string {
 		}
 	}
 	return net.JoinHostPort(host, port)
-}
-
-// imports reads the CAs the operator brings, refusing a key that does not
-// match before anything else happens.
-func (o *RotateOptions) imports() (map[model.CAKind]*pki.CA, error) {
-	out := map[model.CAKind]*pki.CA{}
-	for _, in := range []struct {
-		kind      model.CAKind
-		cert, key string
-		flag      string
-	}{{model.ClusterCA, o.CACert, o.CAKey, "--ca-cert/--ca-key"}, {model.FrontProxyCA, o.FrontCACert, o.FrontCAKey, "--front-proxy-ca-cert/--front-proxy-ca-key"}} {
-		if in.cert == "" {
-			continue
-		}
-		certPEM, err := os.ReadFile(in.cert)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, in.flag, err)
-		}
-		keyPEM, err := os.ReadFile(in.key)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, in.flag, err)
-		}
-		ca, err := pki.ImportCA(certPEM, keyPEM, pki.ImportOptions{Now: o.now(), CertSource: in.cert, KeySource: in.key})
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, in.flag, err)
-		}
-		out[in.kind] = ca
-	}
-	return out, nil
-}
-
-// preflight refuses to start (or resume) on what would make the rotation
-// unsafe. A fresh rotation needs a clean bill from check; a resumed one
-// only the findings it does not cause itself.
-func (s *session) preflight() error {
-	findings := check.Run(s.cluster, check.Options{Now: s.cluster.ObservedAt, ExpiryThreshold: check.DefaultExpiryThreshold, MaxClockSkew: check.DefaultMaxClockSkew})
-	resumeBlocking := map[string]bool{"node-unreachable": true, "node-not-ready": true, "stray-manifest": true, "clock-skew": true, "ca-expired": true}
-	var msgs []string
-	for _, f := range findings {
-		if f.Severity != check.Blocking {
-			continue
-		}
-		if f.ID == "rotation-locked" {
-			continue // this run holds the lock
-		}
-		if f.ID == "node-not-ready" && contains(s.o.AllowUnready, strings.TrimPrefix(f.Subject, "node ")) {
-			continue
-		}
-		if !s.fresh && !resumeBlocking[f.ID] {
-			continue
-		}
-		msg := fmt.Sprintf("  %s: %s", f.Subject, f.Message)
-		if f.ID == "node-not-ready" {
-			msg += fmt.Sprintf("; bring it back, or pass --allow-unready %s to rotate without waiting for it", strings.TrimPrefix(f.Subject, "node "))
-		}
-		msgs = append(msgs, msg)
-	}
-	if len(msgs) > 0 {
-		return fmt.Errorf("%w: %d blocking finding(s):\n%s\nfix them (see `carotate check`) and run again", ErrRefused, len(msgs), strings.Join(msgs, "\n"))
-	}
-	return nil
 }

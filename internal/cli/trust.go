@@ -11,6 +11,7 @@ import (
 
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 	"github.com/carotate/carotate/internal/state/backup"
 )
@@ -46,7 +47,10 @@ func findInProgress(root string) []inProgress {
 			continue
 		}
 		rec, err := d.LoadRecord()
-		if err != nil || rec.RotationID == "" || rec.Phase == recordRolledBack || rec.Phase == recordFinalized {
+		if err != nil || rec.RotationID == "" {
+			continue
+		}
+		if st, err := rotation.ParseRecordState(rec.Phase); err != nil || st.Closed() {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(d.Path(), rec.RotationID)); err != nil {
@@ -70,8 +74,8 @@ func findInProgress(root string) []inProgress {
 // makes the apiservers reject the old CA's client certificates, the client
 // certificate is replaced by one from the new CA with the same identity,
 // kept in memory only.
-func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
-	cfg, err := restConfig(ClusterAccess{Kubeconfig: o.Kubeconfig, Context: o.Context, Getenv: o.getenv})
+func (o *rotationOptions) rotationAwareConfig(cmd rotation.Command) (*rest.Config, error) {
+	cfg, err := restConfig(o.access(o.getenv))
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +100,7 @@ func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
 	}
 	cfg.TLSClientConfig.CAData = pki.BuildBundle(pki.Dedupe(certs)...)
 	cfg.TLSClientConfig.CAFile = ""
-	if o.command != "finalize" && o.command != "rollback" {
+	if cmd != rotation.Finalize && cmd != rotation.Rollback {
 		return cfg, nil
 	}
 	certPEM := cfg.TLSClientConfig.CertData
@@ -151,7 +155,7 @@ func (o *RotateOptions) rotationAwareConfig() (*rest.Config, error) {
 
 // unsealNewCA reads the new cluster CA's key of a rotation in progress,
 // with the backup key the rotation was started with.
-func (o *RotateOptions) unsealNewCA(f inProgress) (*pki.CA, error) {
+func (o *rotationOptions) unsealNewCA(f inProgress) (*pki.CA, error) {
 	path := o.BackupKeyFile
 	if path == "" {
 		path = f.rec.BackupKeyPath

@@ -124,7 +124,7 @@ func restarts(component string) func(*Step[*system]) {
 }
 
 func gate(phase string) *Gate[*system] {
-	return &Gate[*system]{Name: phase + "-healthy", Verify: func(_ context.Context, s *system) (string, error) {
+	return &Gate[*system]{Name: phase + "-healthy", Verify: func(_ context.Context, s *system, _ time.Time) (string, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err := s.gateErr[phase]; err != nil {
@@ -653,5 +653,52 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Apply = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestGateGetsItsPhaseStart: each gate is told when its own phase began in
+// this run (the log gate looks for errors since then), not when the run
+// began nor when the gate itself starts.
+func TestGateGetsItsPhaseStart(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	clock := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	}
+	began := map[string]time.Time{}
+	stepStart := map[string]time.Time{}
+	phases := rotation()
+	for i := range phases {
+		p := &phases[i]
+		first := p.Steps[0].Check
+		name := p.Name
+		p.Steps[0].Check = func(ctx context.Context, s *system) (bool, string, error) {
+			stepStart[name] = now() // one step per phase writes here, and phases run one after another
+			return first(ctx, s)
+		}
+		p.Gate = &Gate[*system]{Name: name + "-healthy", Verify: func(_ context.Context, _ *system, phaseBegan time.Time) (string, error) {
+			began[name] = phaseBegan
+			return "ok", nil
+		}}
+	}
+	if err := (&Runner[*system]{IsControlPlane: isCP, Now: now}).Apply(ctx, newSystem(), phases); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range phases {
+		b, ok := began[p.Name]
+		if !ok {
+			t.Errorf("gate of %s did not run", p.Name)
+			continue
+		}
+		if b.After(stepStart[p.Name]) {
+			t.Errorf("gate of %s told the phase began at %s, after its first step started (%s)", p.Name, b, stepStart[p.Name])
+		}
+	}
+	if !began["prepare"].Before(began["trust"]) || !began["trust"].Before(began["switch"]) {
+		t.Errorf("phase starts %v are not each phase's own", began)
 	}
 }

@@ -123,19 +123,20 @@ func (r *Runner[D]) Plan(ctx context.Context, d D, phases []Phase[D]) ([]Event, 
 // unchanged, so running Apply again after a crash or a failure resumes
 // where it stopped, and running it after success changes nothing. It stops
 // at the first failing step or gate, letting steps already running in the
-// same wave finish.
+// same wave finish. Each gate is told when its phase began in this run.
 func (r *Runner[D]) Apply(ctx context.Context, d D, phases []Phase[D]) error {
 	if err := Validate(phases); err != nil {
 		return err
 	}
 	for _, p := range phases {
+		began := r.now()
 		for _, g := range waves(p.Steps) {
 			if err := r.runWave(ctx, g, func(s Step[D]) error { return r.applyStep(ctx, d, p.Name, s) }); err != nil {
 				return err
 			}
 		}
 		if p.Gate != nil {
-			if err := r.runGate(ctx, d, p.Name, p.Gate); err != nil {
+			if err := r.runGate(ctx, d, p.Name, p.Gate, began); err != nil {
 				return err
 			}
 		}
@@ -279,10 +280,10 @@ func (r *Runner[D]) perform(ctx context.Context, d D, phase string, s Step[D], d
 	return change, nil
 }
 
-func (r *Runner[D]) runGate(ctx context.Context, d D, phase string, g *Gate[D]) error {
+func (r *Runner[D]) runGate(ctx context.Context, d D, phase string, g *Gate[D], phaseBegan time.Time) error {
 	start := r.now()
 	e := Event{Phase: phase, Step: g.Name, Gate: true}
-	detail, err := g.Verify(ctx, d)
+	detail, err := g.Verify(ctx, d, phaseBegan)
 	e.Detail, e.Duration = detail, r.since(start)
 	if err != nil {
 		e.Outcome, e.Err = Failed, err

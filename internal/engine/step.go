@@ -17,6 +17,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/carotate/carotate/internal/state"
 )
@@ -94,8 +95,10 @@ type Step[D any] struct {
 // Gate verifies the cluster after a phase; a failing gate stops the run and
 // leaves later phases untouched.
 type Gate[D any] struct {
-	Name   string
-	Verify func(ctx context.Context, d D) (detail string, err error)
+	Name string
+	// Verify gets the time the phase began in this run, so that it can look
+	// for what went wrong since then (errors in logs) and nothing older.
+	Verify func(ctx context.Context, d D, phaseBegan time.Time) (detail string, err error)
 }
 
 // Phase is a named, ordered list of steps and an optional gate run after

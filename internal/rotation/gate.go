@@ -12,33 +12,12 @@ import (
 	"github.com/carotate/carotate/internal/verify"
 )
 
-// Observe notes when each phase began in this run, for the log gate. Feed
-// it every engine event.
-func (r *Rotation) Observe(e engine.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.phaseStart == nil {
-		r.phaseStart = map[string]time.Time{}
-	}
-	if _, ok := r.phaseStart[e.Phase]; !ok {
-		r.phaseStart[e.Phase] = r.now().Add(-e.Duration)
-	}
-}
-
-func (r *Rotation) phaseBegan(phase string) time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t, ok := r.phaseStart[phase]; ok {
-		return t
-	}
-	return r.now()
-}
-
 // gate verifies the cluster at stage s:
 //   - every node Ready (but those allowed not to be), every control-plane
 //     component's mirror pod Running and Ready;
-//   - no TLS error logged since the phase began by the control-plane
-//     components, kube-proxy or the kubelets;
+//   - no TLS error logged since the phase began in this run (the engine
+//     says when) by the control-plane components, kube-proxy or the
+//     kubelets;
 //   - a fresh handshake to every apiserver verifies against the CA the
 //     stage serves with, and only that one;
 //   - from switch on, a client certificate from the new CA is accepted;
@@ -47,7 +26,7 @@ func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
 	phase := s.String()
 	return &engine.Gate[*Rotation]{
 		Name: "verify " + phase,
-		Verify: func(ctx context.Context, r *Rotation) (string, error) {
+		Verify: func(ctx context.Context, r *Rotation, since time.Time) (string, error) {
 			var done []string
 			allow := map[string]bool{}
 			var cps []string
@@ -67,7 +46,6 @@ func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
 			}
 			done = append(done, fmt.Sprintf("%d nodes Ready", len(r.Nodes)))
 
-			since := r.phaseBegan(phase)
 			var logs []verify.NodeLogs
 			for _, n := range r.Nodes {
 				if !n.AllowUnready {

@@ -73,7 +73,6 @@ package rotation
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -116,9 +115,6 @@ type Rotation struct {
 	Sleep           func(time.Duration)
 	Timeouts        Timeouts
 	Log             *slog.Logger
-
-	mu         sync.Mutex
-	phaseStart map[string]time.Time
 }
 
 func (r *Rotation) now() time.Time {

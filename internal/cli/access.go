@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/carotate/carotate/internal/inventory"
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/node"
+)
+
+// ClusterAccess says which cluster to talk to, kubectl-style.
+type ClusterAccess struct {
+	Kubeconfig string
+	Context    string
+	// Getenv is used for KUBECONFIG, so that tests never see the real one.
+	Getenv func(string) string
+	// Config, when set, is used as it is instead of loading the kubeconfig.
+	Config *rest.Config
+}
+
+// Gatherer observes the cluster. DefaultGather connects for real; tests
+// inject a fixture.
+type Gatherer func(ctx context.Context, access ClusterAccess, opts inventory.Options) (model.Cluster, error)
+
+// DefaultGather builds the clients from the kubeconfig, as kubectl does,
+// and runs inventory.Gather with SSH (or local) node access.
+func DefaultGather(ctx context.Context, access ClusterAccess, opts inventory.Options) (model.Cluster, error) {
+	cs, dyn, err := newClients(access)
+	if err != nil {
+		return model.Cluster{}, err
+	}
+	opts.Clientset, opts.Dynamic = cs, dyn
+	if opts.Connect == nil {
+		opts.Connect = inventory.Connect(node.HostSSHEnv())
+	}
+	return inventory.Gather(ctx, opts)
+}
+
+// restConfig loads the client configuration the way kubectl does.
+func restConfig(a ClusterAccess) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.Precedence = nil
+	if a.Getenv != nil {
+		if v := a.Getenv(clientcmd.RecommendedConfigPathEnvVar); v != "" {
+			rules.Precedence = filepath.SplitList(v)
+		}
+	}
+	if len(rules.Precedence) == 0 {
+		rules.Precedence = []string{clientcmd.RecommendedHomeFile}
+	}
+	rules.ExplicitPath = a.Kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: a.Context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w; pass --kubeconfig (and --context) or set KUBECONFIG to an admin kubeconfig", err)
+	}
+	cfg.UserAgent = "carotate/" + Version
+	return cfg, nil
+}
+
+func newClients(a ClusterAccess) (kubernetes.Interface, dynamic.Interface, error) {
+	cfg := a.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = restConfig(a); err != nil {
+			return nil, nil, err
+		}
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	return cs, dyn, nil
+}

@@ -1,0 +1,220 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/carotate/carotate/internal/inventory"
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/state"
+)
+
+// Environment variables that give node-access defaults (`lab env` prints
+// them); a flag on the command line wins.
+const (
+	EnvSSHUser       = "CAROTATE_SSH_USER"
+	EnvSSHKey        = "CAROTATE_SSH_KEY"         // one path, or several separated by ':'
+	EnvSSHKnownHosts = "CAROTATE_SSH_KNOWN_HOSTS" // likewise
+)
+
+// Output formats.
+const (
+	OutputText = "text"
+	OutputJSON = "json"
+)
+
+func validateOutput(output string) error {
+	if output != OutputText && output != OutputJSON {
+		return fmt.Errorf("--output %q is not one of %s or %s", output, OutputText, OutputJSON)
+	}
+	return nil
+}
+
+// ClusterFlags say which cluster to talk to, as kubectl's do. Every
+// command has them.
+type ClusterFlags struct {
+	Kubeconfig string
+	Context    string
+}
+
+// AddFlags registers --kubeconfig and --context.
+func (c *ClusterFlags) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	f.StringVar(&c.Context, "context", c.Context, "the kubeconfig context to use")
+}
+
+func (c ClusterFlags) access(getenv func(string) string) ClusterAccess {
+	return ClusterAccess{Kubeconfig: c.Kubeconfig, Context: c.Context, Getenv: getenv}
+}
+
+// NodeFlags say how to reach the nodes. Every command has them: each one
+// reads the nodes, and a flag means the same on all of them.
+type NodeFlags struct {
+	SSHUser       string
+	SSHKeys       []string
+	SSHKnownHosts []string
+	SSHPort       int
+	Sudo          bool
+	InventoryFile string
+
+	inventory *inventory.File // read by Complete
+}
+
+// AddFlags registers the node-access flags.
+func (n *NodeFlags) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&n.SSHUser, "ssh-user", n.SSHUser, "SSH login on the nodes (default: $"+EnvSSHUser+", ~/.ssh/config, then your user)")
+	f.StringArrayVar(&n.SSHKeys, "ssh-key", n.SSHKeys, "SSH private key file; repeatable (default: $"+EnvSSHKey+", ~/.ssh/config, the agent)")
+	f.StringArrayVar(&n.SSHKnownHosts, "ssh-known-hosts", n.SSHKnownHosts, "known_hosts file the nodes' host keys are checked against; repeatable (default: $"+EnvSSHKnownHosts+", then ~/.ssh/known_hosts)")
+	f.IntVar(&n.SSHPort, "ssh-port", n.SSHPort, "SSH port on the nodes (default: ~/.ssh/config, then 22)")
+	f.BoolVar(&n.Sudo, "sudo", n.Sudo, "run commands on the nodes through sudo -n, for a login that is not root")
+	f.StringVar(&n.InventoryFile, "inventory", n.InventoryFile, "YAML file overriding address, user, port, executor (ssh|local) and sudo per node, or skipping nodes")
+}
+
+// Complete fills the SSH settings the command line left unset from the
+// environment, and reads the inventory file if one is named.
+func (n *NodeFlags) Complete(env Env, flags *pflag.FlagSet) error {
+	if !flags.Changed("ssh-user") {
+		n.SSHUser = env.Getenv(EnvSSHUser)
+	}
+	if !flags.Changed("ssh-key") {
+		n.SSHKeys = splitPathList(env.Getenv(EnvSSHKey))
+	}
+	if !flags.Changed("ssh-known-hosts") {
+		n.SSHKnownHosts = splitPathList(env.Getenv(EnvSSHKnownHosts))
+	}
+	if n.InventoryFile == "" {
+		return nil
+	}
+	f, err := inventory.LoadFile(n.InventoryFile)
+	if err != nil {
+		return fmt.Errorf("--inventory: %w", err)
+	}
+	n.inventory = f
+	return nil
+}
+
+// Validate refuses node-access flags that cannot work.
+func (n *NodeFlags) Validate() error {
+	if n.SSHPort < 0 || n.SSHPort > 65535 {
+		return fmt.Errorf("--ssh-port %d is out of range 1-65535", n.SSHPort)
+	}
+	return nil
+}
+
+func (n *NodeFlags) sshDefaults() inventory.SSHDefaults {
+	d := inventory.SSHDefaults{User: n.SSHUser, IdentityFiles: n.SSHKeys, KnownHostsFiles: n.SSHKnownHosts, Sudo: n.Sudo}
+	if n.SSHPort != 0 {
+		d.Port = strconv.Itoa(n.SSHPort)
+	}
+	return d
+}
+
+func splitPathList(s string) []string {
+	var out []string
+	for _, p := range filepath.SplitList(s) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// StateFlags say where rotations keep their state, and which key seals it.
+// Every command on a rotation has them.
+type StateFlags struct {
+	StateDir      string
+	BackupKeyFile string
+}
+
+// AddFlags registers --state-dir and --backup-key.
+func (s *StateFlags) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&s.StateDir, "state-dir", s.StateDir, "where rotation state, journal and backups live (default $XDG_STATE_HOME/carotate or ~/.local/state/carotate)")
+	f.StringVar(&s.BackupKeyFile, "backup-key", s.BackupKeyFile, "file with the key that seals the backup and the CA keys, kept apart from --state-dir; a new rotation creates it 0600 if missing, a rotation in progress uses the one it was started with")
+}
+
+// Complete puts the state directory at its default when none is given.
+func (s *StateFlags) Complete() error {
+	if s.StateDir != "" {
+		return nil
+	}
+	d, err := state.DefaultRoot()
+	if err != nil {
+		return err
+	}
+	s.StateDir = d
+	return nil
+}
+
+// Validate refuses a relative state directory: a rotation must find its
+// state again from wherever it is resumed.
+func (s *StateFlags) Validate() error {
+	if !filepath.IsAbs(s.StateDir) {
+		return fmt.Errorf("--state-dir %q must be an absolute path", s.StateDir)
+	}
+	return nil
+}
+
+// ImportFlags name new CAs the operator brings, for the commands that may
+// start a rotation (plan shows what rotate would do with them).
+type ImportFlags struct {
+	CACert, CAKey           string
+	FrontCACert, FrontCAKey string
+}
+
+// AddFlags registers the CA import flags.
+func (i *ImportFlags) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&i.CACert, "ca-cert", i.CACert, "import this new cluster CA certificate instead of generating one (with --ca-key)")
+	f.StringVar(&i.CAKey, "ca-key", i.CAKey, "the new cluster CA's private key")
+	f.StringVar(&i.FrontCACert, "front-proxy-ca-cert", i.FrontCACert, "import this new front-proxy CA certificate (with --front-proxy-ca-key)")
+	f.StringVar(&i.FrontCAKey, "front-proxy-ca-key", i.FrontCAKey, "the new front-proxy CA's private key")
+}
+
+// Validate refuses a certificate without its key, or a key without its
+// certificate.
+func (i *ImportFlags) Validate() error {
+	var errs []error
+	if (i.CACert == "") != (i.CAKey == "") {
+		errs = append(errs, errors.New("--ca-cert and --ca-key go together: give both or neither"))
+	}
+	if (i.FrontCACert == "") != (i.FrontCAKey == "") {
+		errs = append(errs, errors.New("--front-proxy-ca-cert and --front-proxy-ca-key go together: give both or neither"))
+	}
+	return errors.Join(errs...)
+}
+
+// imports reads the CAs the operator brings, refusing a key that does not
+// match before anything else happens.
+func (i ImportFlags) imports(now time.Time) (map[model.CAKind]*pki.CA, error) {
+	out := map[model.CAKind]*pki.CA{}
+	for _, in := range []struct {
+		kind      model.CAKind
+		cert, key string
+		flag      string
+	}{{model.ClusterCA, i.CACert, i.CAKey, "--ca-cert/--ca-key"}, {model.FrontProxyCA, i.FrontCACert, i.FrontCAKey, "--front-proxy-ca-cert/--front-proxy-ca-key"}} {
+		if in.cert == "" {
+			continue
+		}
+		certPEM, err := os.ReadFile(in.cert)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, in.flag, err)
+		}
+		keyPEM, err := os.ReadFile(in.key)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, in.flag, err)
+		}
+		ca, err := pki.ImportCA(certPEM, keyPEM, pki.ImportOptions{Now: now, CertSource: in.cert, KeySource: in.key})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrRefused, in.flag, err)
+		}
+		out[in.kind] = ca
+	}
+	return out, nil
+}

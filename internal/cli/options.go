@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/carotate/carotate/internal/rotation"
+)
+
+// Defaults of the flags that say how to drive the nodes.
+const (
+	defaultParallelism    = 4
+	defaultKubeletRestart = "systemctl restart kubelet"
+	defaultKubeletLog     = "journalctl -u kubelet --since {since} --no-pager -o cat"
+	defaultReloadWait     = 5*time.Minute + 15*time.Second
+)
+
+// NewRotationCommands builds plan, rotate, finalize, rollback and status.
+func NewRotationCommands(env Env) []*cobra.Command {
+	return []*cobra.Command{
+		newPlanCommand(env),
+		newRotateCommand(env),
+		newFinalizeCommand(env),
+		newRollbackCommand(env),
+		newStatusCommand(env),
+	}
+}
+
+// newCommand is a command built on o, whose flags AddFlags registers.
+func newCommand(env Env, use, short, long string, o interface {
+	options
+	AddFlags(*pflag.FlagSet)
+}) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: cobra.NoArgs, RunE: runOptions(env, o)}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// rotationOptions are what every command on a rotation shares: the
+// streams, the cluster, its nodes and the state directory. Each command's
+// options embed them and add the flags that command uses.
+type rotationOptions struct {
+	IOStreams
+	ClusterFlags
+	NodeFlags
+	StateFlags
+
+	// Set by Complete.
+	gather      Gatherer
+	getenv      func(string) string
+	now         func() time.Time
+	logger      *slog.Logger
+	interactive func() bool
+}
+
+func newRotationOptions(streams IOStreams) rotationOptions {
+	return rotationOptions{IOStreams: streams}
+}
+
+// AddFlags registers the cluster, node-access and state flags.
+func (o *rotationOptions) AddFlags(f *pflag.FlagSet) {
+	o.ClusterFlags.AddFlags(f)
+	o.NodeFlags.AddFlags(f)
+	o.StateFlags.AddFlags(f)
+}
+
+// Complete fills defaults from the environment.
+func (o *rotationOptions) Complete(env Env, flags *pflag.FlagSet) error {
+	env = env.withDefaults()
+	o.gather, o.getenv, o.now, o.logger = env.Gather, env.Getenv, env.Now, env.logger()
+	o.interactive = env.IsTerminal
+	if o.In == nil {
+		o.In = env.Stdin
+	}
+	if err := o.NodeFlags.Complete(env, flags); err != nil {
+		return err
+	}
+	return o.StateFlags.Complete()
+}
+
+// rotationSettings are what a command sets of the rotation it builds. A
+// command without a flag for one leaves it at its default: it never runs
+// the steps that read it.
+type rotationSettings struct {
+	imports        ImportFlags
+	allowUnready   []string
+	kubeletRestart string
+	kubeletLog     string
+	reloadWait     time.Duration
+}
+
+func defaultSettings() rotationSettings {
+	return rotationSettings{kubeletRestart: defaultKubeletRestart, kubeletLog: defaultKubeletLog, reloadWait: defaultReloadWait}
+}
+
+// run is every command on a rotation: open its state, select from the
+// record what req runs, take the lock if the command changes the cluster,
+// open the cluster, and hand the session to do. A command with nothing to
+// do, or one that is refused, returns before it takes the lock, gathers or
+// connects to anything.
+func (o *rotationOptions) run(ctx context.Context, req rotation.Request, set rotationSettings, forceUnlock string,
+	do func(context.Context, *session, rotation.Selection) error) (err error) {
+	s, err := o.openState(ctx, req.Command, set)
+	if err != nil {
+		return err
+	}
+	sel, err := s.lc.Select(req)
+	if err != nil {
+		return err
+	}
+	if sel.Nothing != "" {
+		fmt.Fprintln(o.Out, sel.Nothing)
+		return nil
+	}
+	if req.Command.Mutates() {
+		lk, err := rotation.TakeLock(ctx, s.cs, s.lc.Record.RotationID, rotation.LockOptions{
+			ForceUnlock: forceUnlock, Progress: func(msg string) { fmt.Fprintln(o.ErrOut, msg) }, Log: o.logger})
+		if err != nil {
+			return err
+		}
+		defer lk.Release()
+		defer func() { err = lk.Explain(err) }()
+		s.lock, ctx = lk, lk.Context()
+	}
+	defer s.close()
+	if err := s.openCluster(ctx); err != nil {
+		return err
+	}
+	return do(ctx, s, sel)
+}
+
+// ChangeFlags are the flags of the commands that change the cluster:
+// rotate, finalize and rollback.
+type ChangeFlags struct {
+	Yes                   bool
+	ForceUnlock           string
+	Output                string
+	Parallelism           int
+	AllowUnready          []string
+	KubeletRestartCommand string
+}
+
+func newChangeFlags() ChangeFlags {
+	return ChangeFlags{Output: OutputText, Parallelism: defaultParallelism, KubeletRestartCommand: defaultKubeletRestart}
+}
+
+// AddFlags registers the flags of a command that changes the cluster.
+func (c *ChangeFlags) AddFlags(f *pflag.FlagSet) {
+	f.BoolVarP(&c.Yes, "yes", "y", c.Yes, "do it without asking")
+	f.StringVar(&c.ForceUnlock, "force-unlock", c.ForceUnlock, "delete the rotation lock held by this holder (as the refusal names it) first; only once you made sure that process is gone")
+	addOutputFlag(f, &c.Output)
+	f.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "how many worker nodes to change at once (control-plane nodes are always one at a time)")
+	addAllowUnreadyFlag(f, &c.AllowUnready)
+	f.StringVar(&c.KubeletRestartCommand, "kubelet-restart-command", c.KubeletRestartCommand, "command that restarts the kubelet on a node")
+}
+
+// validate refuses change flags that cannot work, and the shared flags
+// through nodes and state, in the order the refusals have always come.
+func (c *ChangeFlags) validate(o *rotationOptions, own ...error) error {
+	errs := append([]error{validateOutput(c.Output)}, own...)
+	if c.Parallelism < 1 {
+		errs = append(errs, fmt.Errorf("--parallelism must be at least 1, got %d", c.Parallelism))
+	}
+	errs = append(errs, o.NodeFlags.Validate())
+	if len(strings.Fields(c.KubeletRestartCommand)) == 0 {
+		errs = append(errs, errors.New("--kubelet-restart-command is empty"))
+	}
+	return errors.Join(append(errs, o.StateFlags.Validate())...)
+}
+
+// settings are the rotation settings the change flags give.
+func (c *ChangeFlags) settings() rotationSettings {
+	s := defaultSettings()
+	s.allowUnready, s.kubeletRestart = c.AllowUnready, c.KubeletRestartCommand
+	return s
+}
+
+func addOutputFlag(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "output", *p, "progress format: text or json (one event per step)")
+}
+
+func addAllowUnreadyFlag(f *pflag.FlagSet, p *[]string) {
+	f.StringArrayVar(p, "allow-unready", *p, "go on although NODE is NotReady; repeatable")
+}
+
+func addKubeletLogFlag(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "kubelet-log-command", *p, "command that prints the kubelet's log since {since}")
+}
+
+func addReloadWaitFlag(f *pflag.FlagSet, p *time.Duration) {
+	f.DurationVar(p, "reload-wait", *p, "how long kube-apiserver may take to re-read apiserver-kubelet-client.crt before finalize")
+}
+
+// confirm needs --yes, or the command's name typed on a terminal.
+func (o *rotationOptions) confirm(command rotation.Command, yes bool) error {
+	if yes {
+		return nil
+	}
+	if o.interactive == nil || !o.interactive() {
+		return fmt.Errorf("%w: %s changes the cluster; review the plan above and pass --yes", ErrRefused, command)
+	}
+	fmt.Fprintf(o.Out, "Type %q to go on: ", command)
+	line, _ := bufio.NewReader(o.In).ReadString('\n')
+	if strings.TrimSpace(line) != string(command) {
+		return fmt.Errorf("%w: not confirmed", ErrRefused)
+	}
+	return nil
+}

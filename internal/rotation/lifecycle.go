@@ -1,0 +1,160 @@
+package rotation
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/carotate/carotate/internal/engine"
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/state"
+)
+
+// ErrRefused is returned (wrapped) when a command is refused before it
+// changes anything: by its record, by preflight, by the lock.
+var ErrRefused = errors.New("refused before any change")
+
+// Command is one of the commands on a rotation.
+type Command string
+
+const (
+	Plan     Command = "plan"
+	Rotate   Command = "rotate"
+	Finalize Command = "finalize"
+	Rollback Command = "rollback"
+	Status   Command = "status"
+)
+
+// Mutates says whether the command changes the cluster, and so takes the
+// lock and may start a rotation.
+func (c Command) Mutates() bool { return c == Rotate || c == Finalize || c == Rollback }
+
+// Request is what the operator asked for.
+type Request struct {
+	Command Command
+	// Until is the stage rotate stops at; Switched when left Original.
+	Until Stage
+}
+
+// RotateUntil is the stage `rotate --until phase` stops at: rotate runs
+// prepare, trust and switch, and can stop after any of them.
+func RotateUntil(phase string) (Stage, error) {
+	s, ok := StageOfPhase(phase)
+	if !ok || s == Finalized {
+		return Original, fmt.Errorf("%q is not one of %s, %s or %s", phase, PhasePrepare, PhaseTrust, PhaseSwitch)
+	}
+	return s, nil
+}
+
+// Selection is what a command runs: the phases that move the cluster from
+// stage From to stage To (applied in order, or undone in reverse), or
+// nothing, and why.
+type Selection struct {
+	Command  Command
+	From, To Stage
+	// Nothing, when set, says why the command has nothing to do.
+	Nothing string
+}
+
+// Rollback says the phases are undone, last first.
+func (s Selection) Rollback() bool { return s.Command == Rollback }
+
+// Phases are the selected phases of r's runbook.
+func (s Selection) Phases(r *Rotation) []engine.Phase[*Rotation] {
+	return r.Phases()[s.From:s.To]
+}
+
+// Lifecycle is a rotation's life as its record tells it: the rotation in
+// progress on a cluster (or the one a command would start), which phases a
+// command runs, and the record of every phase that finished.
+type Lifecycle struct {
+	// Record is the rotation's record. The caller may amend it (where the
+	// backup key is kept) before Run, which saves it.
+	Record state.Record
+	// Fresh says no rotation is in progress: Record is a new one, saved
+	// once a command starts changing the cluster.
+	Fresh bool
+
+	dir   *state.Dir
+	state RecordState
+	now   func() time.Time
+}
+
+// OpenLifecycle reads the record in a cluster's state directory. With no
+// record, or one whose rotation is closed, the lifecycle is fresh: a new
+// rotation with a new id.
+func OpenLifecycle(dir *state.Dir, now func() time.Time, toolVersion string) (*Lifecycle, error) {
+	l := &Lifecycle{dir: dir, now: now}
+	rec, err := dir.LoadRecord()
+	switch {
+	case errors.Is(err, state.ErrNoRecord):
+		l.Fresh = true
+	case err != nil:
+		return nil, err
+	default:
+		st, err := ParseRecordState(rec.Phase)
+		if err != nil {
+			return nil, fmt.Errorf("load rotation record %s: %w", dir.Join(state.RecordFile), err)
+		}
+		l.Record, l.state, l.Fresh = rec, st, st.Closed()
+	}
+	if l.Fresh {
+		l.Record = state.Record{RotationID: state.NewRotationID(), StartedAt: now(), ToolVersion: toolVersion}
+		l.state = Started
+	}
+	return l, nil
+}
+
+// State is where the record says the rotation stands; Started when fresh.
+func (l *Lifecycle) State() RecordState { return l.state }
+
+// Select decides from the record alone which phases a command runs, so
+// that a command with nothing to do, or one that is refused, returns
+// before it takes the lock, gathers or connects to anything.
+//
+// The phases the record says have finished are never applied again: their
+// steps would take the nodes back a stage. The next one may be part way:
+// a resume runs it again (its finished steps are skipped), and rollback
+// undoes it too.
+func (l *Lifecycle) Select(req Request) (Selection, error) {
+	done := Stage(l.state.PhasesDone())
+	sel := Selection{Command: req.Command, From: done, To: Finalized}
+	id := l.Record.RotationID
+	switch req.Command {
+	case Rotate:
+		if done >= Switched {
+			sel.Nothing = fmt.Sprintf("Rotation %s has already switched to the new CAs; nothing to do. Run `carotate finalize` to distrust the old CAs, or `carotate rollback`.", id)
+			return sel, nil
+		}
+		sel.To = Switched
+		if req.Until != Original {
+			sel.To = req.Until
+		}
+		if done >= sel.To {
+			sel.Nothing = fmt.Sprintf("Rotation %s has already finished %s; nothing to do.", id, l.state)
+		}
+	case Finalize:
+		if l.Fresh || done != Switched {
+			return Selection{}, fmt.Errorf("%w: finalize needs a rotation that has switched to the new CA (record: %s); run `carotate rotate` first", ErrRefused, l.state)
+		}
+	case Rollback:
+		if l.Fresh {
+			return Selection{}, fmt.Errorf("%w: no rotation in progress to roll back (a finalized rotation cannot be rolled back; rotate again instead)", ErrRefused)
+		}
+		sel.From, sel.To = Original, min(done+1, Finalized)
+	}
+	return sel, nil
+}
+
+// save records that the rotation is at s, with the CAs it moves between.
+func (l *Lifecycle) save(r *Rotation, s RecordState) error {
+	l.state = s
+	l.Record.Phase = s.Phase()
+	l.Record.UpdatedAt = l.now()
+	l.Record.CAs = map[model.CAKind]state.CAChange{}
+	for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
+		l.Record.CAs[k] = state.CAChange{Old: pki.SPKIFingerprint(r.M.Old[k].Cert), New: pki.SPKIFingerprint(r.M.New[k].Cert)}
+	}
+	return l.dir.SaveRecord(l.Record)
+}

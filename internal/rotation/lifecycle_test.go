@@ -1,0 +1,163 @@
+package rotation
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/carotate/carotate/internal/state"
+)
+
+// TestSelect: which phases each command runs from each record state, what
+// has nothing to do, and what is refused before anything is contacted.
+func TestSelect(t *testing.T) {
+	inProgress := func(s RecordState) *Lifecycle {
+		return &Lifecycle{Record: state.Record{RotationID: "r-test", Phase: s.Phase()}, state: s}
+	}
+	fresh := &Lifecycle{Record: state.Record{RotationID: "r-test"}, state: Started, Fresh: true}
+	type want struct {
+		from, to Stage
+		nothing  string // part of the message
+		refused  string // part of the error
+	}
+	tests := []struct {
+		name string
+		l    *Lifecycle
+		req  Request
+		want want
+	}{
+		{"rotate fresh runs prepare to switch", fresh, Request{Command: Rotate}, want{from: Original, to: Switched}},
+		{"rotate --until prepare", fresh, Request{Command: Rotate, Until: Prepared}, want{from: Original, to: Prepared}},
+		{"rotate resumes after prepare", inProgress(PrepareDone), Request{Command: Rotate}, want{from: Prepared, to: Switched}},
+		{"rotate resumes a started one from the start", inProgress(Started), Request{Command: Rotate}, want{from: Original, to: Switched}},
+		{"rotate --until trust after trust", inProgress(TrustDone), Request{Command: Rotate, Until: Trusted}, want{nothing: "has already finished trust"}},
+		{"rotate --until prepare after trust", inProgress(TrustDone), Request{Command: Rotate, Until: Prepared}, want{nothing: "has already finished trust"}},
+		{"rotate after switch", inProgress(SwitchDone), Request{Command: Rotate}, want{nothing: "already switched to the new CAs; nothing to do. Run `carotate finalize`"}},
+		{"rotate after finalize's phase", inProgress(FinalizeDone), Request{Command: Rotate}, want{nothing: "already switched"}},
+		{"finalize after switch", inProgress(SwitchDone), Request{Command: Finalize}, want{from: Switched, to: Finalized}},
+		{"finalize fresh", fresh, Request{Command: Finalize}, want{refused: "finalize needs a rotation that has switched to the new CA (record: none)"}},
+		{"finalize after trust", inProgress(TrustDone), Request{Command: Finalize}, want{refused: "(record: trust)"}},
+		{"finalize after finalize's phase", inProgress(FinalizeDone), Request{Command: Finalize}, want{refused: "(record: finalize)"}},
+		{"rollback fresh", fresh, Request{Command: Rollback}, want{refused: "no rotation in progress to roll back"}},
+		{"rollback of a started one undoes prepare", inProgress(Started), Request{Command: Rollback}, want{from: Original, to: Prepared}},
+		{"rollback after trust undoes switch too, which may be part way", inProgress(TrustDone), Request{Command: Rollback}, want{from: Original, to: Switched}},
+		{"rollback after switch undoes a partly run finalize", inProgress(SwitchDone), Request{Command: Rollback}, want{from: Original, to: Finalized}},
+		{"rollback after finalize's phase", inProgress(FinalizeDone), Request{Command: Rollback}, want{from: Original, to: Finalized}},
+		{"plan fresh shows every phase", fresh, Request{Command: Plan}, want{from: Original, to: Finalized}},
+		{"plan after trust shows the rest", inProgress(TrustDone), Request{Command: Plan}, want{from: Trusted, to: Finalized}},
+		{"status", inProgress(SwitchDone), Request{Command: Status}, want{from: Switched, to: Finalized}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sel, err := tt.l.Select(tt.req)
+			if tt.want.refused != "" {
+				if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.want.refused) {
+					t.Fatalf("err = %v, want a refusal saying %q", err, tt.want.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want.nothing != "" {
+				if !strings.Contains(sel.Nothing, tt.want.nothing) || !strings.Contains(sel.Nothing, "r-test") {
+					t.Errorf("nothing to do = %q, want it to name r-test and say %q", sel.Nothing, tt.want.nothing)
+				}
+				return
+			}
+			if sel.Nothing != "" {
+				t.Errorf("nothing to do: %q", sel.Nothing)
+			}
+			if got := [2]Stage{sel.From, sel.To}; got != [2]Stage{tt.want.from, tt.want.to} {
+				t.Errorf("selected %s..%s, want %s..%s", sel.From, sel.To, tt.want.from, tt.want.to)
+			}
+			if sel.Rollback() != (tt.req.Command == Rollback) || sel.Command != tt.req.Command {
+				t.Errorf("selection %+v is not for %s", sel, tt.req.Command)
+			}
+		})
+	}
+}
+
+// TestSelectionPhases: a selection is a slice of the runbook, by stage.
+func TestSelectionPhases(t *testing.T) {
+	m, nodes := fixture(t)
+	r := &Rotation{M: m, Nodes: nodes}
+	var got []string
+	for _, p := range (Selection{Command: Rotate, From: Prepared, To: Switched}).Phases(r) {
+		got = append(got, p.Name)
+	}
+	if diff := cmp.Diff([]string{PhaseTrust, PhaseSwitch}, got); diff != "" {
+		t.Errorf("phases (-want +got):\n%s", diff)
+	}
+}
+
+func TestRotateUntil(t *testing.T) {
+	for phase, want := range map[string]Stage{"prepare": Prepared, "trust": Trusted, "switch": Switched} {
+		if got, err := RotateUntil(phase); err != nil || got != want {
+			t.Errorf("RotateUntil(%q) = %s, %v; want %s", phase, got, err, want)
+		}
+	}
+	for _, phase := range []string{"finalize", "later", ""} {
+		if _, err := RotateUntil(phase); err == nil || !strings.Contains(err.Error(), "is not one of prepare, trust or switch") {
+			t.Errorf("RotateUntil(%q): %v", phase, err)
+		}
+	}
+}
+
+// TestOpenLifecycle: every record carotate writes loads; a closed rotation,
+// or none, makes a fresh one; a record changed by hand is refused.
+func TestOpenLifecycle(t *testing.T) {
+	now := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		record    string // record.json, "" for none
+		wantFresh bool
+		wantState RecordState
+		wantErr   string
+	}{
+		{name: "no record", wantFresh: true, wantState: Started},
+		{name: "started", record: `{"rotationID": "r-old", "phase": ""}`, wantState: Started},
+		{name: "after prepare", record: `{"rotationID": "r-old", "phase": "prepare"}`, wantState: PrepareDone},
+		{name: "after switch", record: `{"rotationID": "r-old", "phase": "switch"}`, wantState: SwitchDone},
+		{name: "after finalize's phase", record: `{"rotationID": "r-old", "phase": "finalize"}`, wantState: FinalizeDone},
+		{name: "finalized", record: `{"rotationID": "r-old", "phase": "finalized"}`, wantFresh: true, wantState: Started},
+		{name: "rolled back", record: `{"rotationID": "r-old", "phase": "rolled-back"}`, wantFresh: true, wantState: Started},
+		{name: "changed by hand", record: `{"rotationID": "r-old", "phase": "done"}`, wantErr: `phase "done" is none carotate writes`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, err := state.Open(t.TempDir(), "uid-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.record != "" {
+				if err := os.WriteFile(dir.Join(state.RecordFile), []byte(tt.record), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l, err := OpenLifecycle(dir, func() time.Time { return now }, "v-test")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Fresh != tt.wantFresh || l.State() != tt.wantState {
+				t.Errorf("fresh %v, state %v; want %v, %v", l.Fresh, l.State(), tt.wantFresh, tt.wantState)
+			}
+			switch {
+			case tt.wantFresh && (l.Record.RotationID == "r-old" || !strings.HasPrefix(l.Record.RotationID, "r-") || !l.Record.StartedAt.Equal(now) || l.Record.ToolVersion != "v-test"):
+				t.Errorf("fresh record %+v is not a new rotation started now", l.Record)
+			case !tt.wantFresh && l.Record.RotationID != "r-old":
+				t.Errorf("record %+v is not the one in progress", l.Record)
+			}
+		})
+	}
+}
