@@ -8,12 +8,12 @@ import (
 	"strings"
 )
 
-// nodeFiles are every path of a node that changes during a rotation.
+// nodeFiles are every path of a node that changes during a rotation: its
+// catalogue rows.
 func (r *Rotation) nodeFiles(n *Node) []string {
-	ps := BackupPaths(n.ControlPlane)
-	ps = append(ps, r.M.kubeletClientFile())
-	if n.ControlPlane {
-		ps = append(ps, signingCert, signingKey, signingNewCert, signingNewKey, rootCAFile, newCACert, newCAKey, newFrontCert, newFrontKey)
+	var ps []string
+	for _, a := range rowsOn(n, nil) {
+		ps = append(ps, a.path(r.M))
 	}
 	return ps
 }

@@ -53,7 +53,7 @@ func checkPlanGolden(t *testing.T, r *rotator, name string) {
 	if res.code != 0 {
 		t.Fatalf("plan: exit %d\n%s", res.code, res.stderr)
 	}
-	got := normalisePlan(res.stdout)
+	got := normalisePlan(strings.ReplaceAll(res.stdout, own.stateDir, "STATE"))
 	file := filepath.Join("testdata", "plan-"+name+".golden")
 	if os.Getenv(updateGoldenEnv) != "" {
 		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
@@ -73,23 +73,26 @@ func checkPlanGolden(t *testing.T, r *rotator, name string) {
 
 var (
 	rotationIDPattern = regexp.MustCompile(`\br-[a-z0-9]{16}\b`)
-	timePattern       = regexp.MustCompile(`\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?( UTC)?`)
-	durationPattern   = regexp.MustCompile(`\(\d+(\.\d+)?(ms|s|m\d+(\.\d+)?s|µs)\)`)
+	uidPattern        = regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
+	timePattern       = regexp.MustCompile(`\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?( UTC)?)?`)
+	durationPattern   = regexp.MustCompile(`\b\d+(\.\d+)?(ms|µs|s|m\d+(\.\d+)?s|h\d+m\d+(\.\d+)?s)\b`)
 	// Fingerprints, hashes, serials and key IDs: runs of hex digits,
 	// optionally colon-separated.
 	hexPattern = regexp.MustCompile(`\b[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){7,}\b|\b[0-9a-fA-F]{12,}\b`)
 )
 
 // normalisePlan replaces what differs from one lab to the next (the
-// rotation id, times, durations, and every fingerprint, hash or serial,
+// rotation id, the cluster's uid, times and dates, durations, and every
+// fingerprint, hash or serial,
 // which come from keys generated per lab) with placeholders. The same
 // value gets the same placeholder everywhere, numbered by first
 // appearance, so the plan's structure stays visible: which file gets the
 // same certificate as which.
 func normalisePlan(s string) string {
 	s = rotationIDPattern.ReplaceAllString(s, "r-ID")
+	s = uidPattern.ReplaceAllString(s, "CLUSTER-UID")
 	s = timePattern.ReplaceAllString(s, "TIME")
-	s = durationPattern.ReplaceAllString(s, "(DURATION)")
+	s = durationPattern.ReplaceAllString(s, "DURATION")
 	seen := map[string]string{}
 	s = hexPattern.ReplaceAllStringFunc(s, func(h string) string {
 		k := strings.ToLower(strings.ReplaceAll(h, ":", ""))
