@@ -73,6 +73,7 @@ func checkPlanGolden(t *testing.T, r *rotator, name string) {
 
 var (
 	rotationIDPattern = regexp.MustCompile(`\br-[a-z0-9]{16}\b`)
+	kubeletCertTime   = regexp.MustCompile(`kubelet-client-\d{4}(-\d{2}){5}\.pem`)
 	uidPattern        = regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
 	timePattern       = regexp.MustCompile(`\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?( UTC)?)?`)
 	durationPattern   = regexp.MustCompile(`\b\d+(\.\d+)?(ms|µs|s|m\d+(\.\d+)?s|h\d+m\d+(\.\d+)?s)\b`)
@@ -91,6 +92,7 @@ var (
 func normalisePlan(s string) string {
 	s = rotationIDPattern.ReplaceAllString(s, "r-ID")
 	s = uidPattern.ReplaceAllString(s, "CLUSTER-UID")
+	s = kubeletCertTime.ReplaceAllString(s, "kubelet-client-TIME.pem")
 	s = timePattern.ReplaceAllString(s, "TIME")
 	s = durationPattern.ReplaceAllString(s, "DURATION")
 	seen := map[string]string{}
