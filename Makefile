@@ -13,13 +13,17 @@ export CAROTATE_IMAGE_CACHE := $(CACHE)/images
 GO          ?= go
 TEST_TIMEOUT ?= 80m
 DEMO_DIR    ?= /tmp/carotate-demo
+# The version carotate reports and writes into every rotation record; Go's
+# own VCS stamping may be off (GOFLAGS=-buildvcs=false), so say it here.
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS     := -X github.com/carotate/carotate/internal/cli.releaseVersion=$(VERSION)
 
 .PHONY: all build deps components demo test unit e2e fuzz soak clean
 
 all: build
 
 build:
-	$(GO) build -o bin/carotate ./cmd/carotate
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/carotate ./cmd/carotate
 	$(GO) build -o bin/lab ./cmd/lab
 	CGO_ENABLED=0 $(GO) build -o bin/probe ./cmd/probe
 

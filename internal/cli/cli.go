@@ -21,10 +21,6 @@ import (
 	"github.com/carotate/carotate/internal/rotation"
 )
 
-// Version is carotate's version, set at build time with
-// -ldflags "-X github.com/carotate/carotate/internal/cli.Version=…".
-var Version = "v0.1.0-dev"
-
 // Exit codes. They are decided in one place, exitCode, from the error a
 // command returns.
 const (
@@ -143,18 +139,6 @@ func NewRootCommand(env Env) *cobra.Command {
 	root.AddCommand(NewCheckCommand(env))
 	root.AddCommand(NewRotationCommands(env)...)
 	return root
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print carotate's version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "carotate %s\n", Version)
-			return err
-		},
-	}
 }
 
 // stdinIsTerminal: a terminal, not merely a character device (/dev/null

@@ -2,8 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
+	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestVersion(t *testing.T) {
@@ -11,8 +15,52 @@ func TestVersion(t *testing.T) {
 	if code := Main([]string{"version"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit code %d, stderr %q", code, stderr.String())
 	}
-	if got, want := stdout.String(), "carotate "+Version+"\n"; got != want {
-		t.Errorf("stdout = %q, want %q", got, want)
+	if got, want := strings.SplitN(stdout.String(), "\n", 2)[0], "carotate "+Version; got != want {
+		t.Errorf("first line = %q, want %q", got, want)
+	}
+	stdout.Reset()
+	if code := Main([]string{"version", "-o", "json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d, stderr %q", code, stderr.String())
+	}
+	var v VersionInfo
+	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil || v.Kind != "Version" || v.Version != Version || v.GoVersion == "" {
+		t.Errorf("version -o json = %s (%v)", stdout.String(), err)
+	}
+	if code := Main([]string{"version", "-o", "xml"}, &stdout, &stderr); code != ExitError || !strings.Contains(stderr.String(), "--output") {
+		t.Errorf("version -o xml: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+func TestVersionFrom(t *testing.T) {
+	deps := []*debug.Module{{Path: "k8s.io/client-go", Version: "v0.37.2"}}
+	vcs := func(rev, modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: modified}}
+	}
+	cases := []struct {
+		name    string
+		bi      *debug.BuildInfo
+		release string
+		want    string
+	}{
+		{"no build info", nil, "", "devel"},
+		{"release set at link time", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs("0123456789abcdef0123", "true")}, "v1.2.3", "v1.2.3"},
+		{"go install at a version", &debug.BuildInfo{Main: debug.Module{Version: "v0.4.0"}}, "", "v0.4.0"},
+		{"a clean checkout", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs("0123456789abcdef0123", "false")}, "", "devel+0123456789ab"},
+		{"a modified tree", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs("0123456789abcdef0123", "true")}, "", "devel+0123456789ab-dirty"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.bi != nil {
+				c.bi.GoVersion, c.bi.Deps = "go1.26", deps
+			}
+			got := versionFrom(c.bi, c.release)
+			if d := cmp.Diff(c.want, got.Version); d != "" {
+				t.Errorf("version (-want +got):\n%s", d)
+			}
+			if c.bi != nil && got.ClientGo != "v0.37.2" {
+				t.Errorf("client-go %q", got.ClientGo)
+			}
+		})
 	}
 }
 
