@@ -14,6 +14,7 @@ import (
 	"github.com/carotate/carotate/internal/inventory"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
+	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 )
 
@@ -158,6 +159,43 @@ func (s *StateFlags) Complete() error {
 func (s *StateFlags) Validate() error {
 	if !filepath.IsAbs(s.StateDir) {
 		return fmt.Errorf("--state-dir %q must be an absolute path", s.StateDir)
+	}
+	return nil
+}
+
+// RootsFlag says which roots of trust a rotation changes. Every command
+// on a rotation has it; for a rotation in progress it must name the roots
+// the rotation was started with, or be left out.
+type RootsFlag struct {
+	Roots string
+
+	roots rotation.Roots // parsed by Validate; nil when not given
+	named bool           // set by Complete
+}
+
+func newRootsFlag() RootsFlag { return RootsFlag{Roots: rotation.DefaultRoots().String()} }
+
+// AddFlags registers --roots.
+func (r *RootsFlag) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&r.Roots, "roots", r.Roots, "the roots of trust to rotate, comma-separated: "+rotation.ValidRoots()+"; this version rotates cluster-ca and front-proxy-ca, together")
+}
+
+// Complete notes whether --roots was given: left out, a rotation in
+// progress keeps the roots it was started with.
+func (r *RootsFlag) Complete(flags *pflag.FlagSet) { r.named = flags.Changed("roots") }
+
+// Validate parses --roots and refuses roots this version does not rotate,
+// before anything is read.
+func (r *RootsFlag) Validate() error {
+	roots, err := rotation.ParseRoots(r.Roots)
+	if err != nil {
+		return fmt.Errorf("--roots %q: %w", r.Roots, err)
+	}
+	if err := roots.Supported(); err != nil {
+		return fmt.Errorf("--roots %s: %w", roots, err)
+	}
+	if r.named {
+		r.roots = roots
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ func commandFlags(t *testing.T) map[string]map[string]string {
 func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 	cluster := []string{"kubeconfig", "context"}
 	nodes := []string{"ssh-user", "ssh-key", "ssh-known-hosts", "ssh-port", "sudo", "inventory"}
-	state := []string{"state-dir", "backup-key"}
+	state := []string{"state-dir", "backup-key", "roots"}
 	imports := []string{"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key"}
 	change := []string{"yes", "force-unlock", "output", "parallelism", "allow-unready", "kubelet-restart-command"}
 	cat := func(lists ...[]string) []string {

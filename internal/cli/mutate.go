@@ -40,7 +40,24 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 		return err
 	}
 	s.finished(res)
+	if sel.Command == rotation.Rotate {
+		s.notRotated(c.Output)
+	}
 	return nil
+}
+
+// notRotated says which roots the rotation leaves alone: on stdout with
+// the text output, on stderr with JSON, whose stdout is events only.
+func (s *session) notRotated(output string) {
+	note := rotation.NotRotatedNote(s.lc.Roots())
+	if note == "" {
+		return
+	}
+	w := s.o.Out
+	if output == OutputJSON {
+		w = s.o.ErrOut
+	}
+	fmt.Fprintln(w, note)
 }
 
 // newReporter prints progress as text or as one JSON event per line.

@@ -52,6 +52,7 @@ type rotationOptions struct {
 	ClusterFlags
 	NodeFlags
 	StateFlags
+	RootsFlag
 
 	// Set by Complete.
 	gather      Gatherer
@@ -62,14 +63,15 @@ type rotationOptions struct {
 }
 
 func newRotationOptions(streams IOStreams) rotationOptions {
-	return rotationOptions{IOStreams: streams}
+	return rotationOptions{IOStreams: streams, RootsFlag: newRootsFlag()}
 }
 
-// AddFlags registers the cluster, node-access and state flags.
+// AddFlags registers the cluster, node-access, state and roots flags.
 func (o *rotationOptions) AddFlags(f *pflag.FlagSet) {
 	o.ClusterFlags.AddFlags(f)
 	o.NodeFlags.AddFlags(f)
 	o.StateFlags.AddFlags(f)
+	o.RootsFlag.AddFlags(f)
 }
 
 // Complete fills defaults from the environment.
@@ -80,6 +82,7 @@ func (o *rotationOptions) Complete(env Env, flags *pflag.FlagSet) error {
 	if o.In == nil {
 		o.In = env.Stdin
 	}
+	o.RootsFlag.Complete(flags)
 	if err := o.NodeFlags.Complete(env, flags); err != nil {
 		return err
 	}
@@ -112,6 +115,7 @@ func (o *rotationOptions) run(ctx context.Context, req rotation.Request, set rot
 	if err != nil {
 		return err
 	}
+	req.Roots = o.RootsFlag.roots
 	sel, err := s.lc.Select(req)
 	if err != nil {
 		return err
@@ -173,7 +177,7 @@ func (c *ChangeFlags) validate(o *rotationOptions, own ...error) error {
 	if len(strings.Fields(c.KubeletRestartCommand)) == 0 {
 		errs = append(errs, errors.New("--kubelet-restart-command is empty"))
 	}
-	return errors.Join(append(errs, o.StateFlags.Validate())...)
+	return errors.Join(append(errs, o.StateFlags.Validate(), o.RootsFlag.Validate())...)
 }
 
 // settings are the rotation settings the change flags give.

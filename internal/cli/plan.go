@@ -44,7 +44,7 @@ func (o *PlanOptions) AddFlags(f *pflag.FlagSet) {
 
 // Validate refuses flag values that cannot work, before anything is read.
 func (o *PlanOptions) Validate() error {
-	return errors.Join(validateOutput(o.Output), o.ImportFlags.Validate(), o.NodeFlags.Validate(), o.StateFlags.Validate())
+	return errors.Join(validateOutput(o.Output), o.ImportFlags.Validate(), o.NodeFlags.Validate(), o.StateFlags.Validate(), o.RootsFlag.Validate())
 }
 
 // Run prints the plan of what is left to do.
@@ -55,6 +55,10 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 		if !s.lc.Fresh {
 			fmt.Fprintf(o.Out, "Rotation %s is in progress (last finished phase: %s).\n", s.lc.Record.RotationID, s.lc.State())
 		}
-		return s.rot.Plan(ctx, sel, newReporter(o.Output, o.Out))
+		if err := s.rot.Plan(ctx, sel, newReporter(o.Output, o.Out)); err != nil {
+			return err
+		}
+		s.notRotated(o.Output)
+		return nil
 	})
 }

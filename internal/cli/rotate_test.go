@@ -6,6 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/carotate/carotate/internal/rotation"
+	"github.com/carotate/carotate/internal/state"
 )
 
 // TestRotationCommandsRefuseBadFlags: every bad flag is refused with a
@@ -26,6 +31,13 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 		{"ssh port", []string{"rollback", "--ssh-port", "70000"}, "--ssh-port 70000 is out of range"},
 		{"relative state dir", []string{"status", "--state-dir", "state"}, `--state-dir "state" must be an absolute path`},
 		{"empty kubelet restart", []string{"rotate", "--kubelet-restart-command", " "}, "--kubelet-restart-command is empty"},
+		{"empty roots", []string{"rotate", "--roots", ""}, `--roots "": names no root; give a comma-separated list of cluster-ca, front-proxy-ca, service-account-key, etcd-ca, all`},
+		{"unknown root", []string{"plan", "--roots", "cluster-ca,sa"}, `--roots "cluster-ca,sa": "sa" is not a root; the roots are cluster-ca, front-proxy-ca, service-account-key, etcd-ca, all`},
+		{"service-account key", []string{"rotate", "--roots", "cluster-ca,front-proxy-ca,service-account-key"}, "service-account-key: this version does not rotate the service-account signing key (sa.key, sa.pub) yet; that is tracked by the service-account key work"},
+		{"etcd CA", []string{"finalize", "--roots", "cluster-ca,front-proxy-ca,etcd-ca"}, "etcd-ca: this version does not rotate the etcd CA (pki/etcd) yet; that is tracked by the etcd CA work"},
+		{"all roots", []string{"rollback", "--roots", "all"}, "--roots cluster-ca,front-proxy-ca,service-account-key,etcd-ca: service-account-key: this version does not rotate"},
+		{"cluster CA alone", []string{"rotate", "--roots", "cluster-ca"}, "--roots cluster-ca: cluster-ca and front-proxy-ca rotate together in this version"},
+		{"front-proxy CA alone", []string{"status", "--roots", "front-proxy-ca"}, "cluster-ca and front-proxy-ca rotate together in this version"},
 		{"plan has no --yes", []string{"plan", "--yes"}, "unknown flag: --yes"},
 		{"status has no --until", []string{"status", "--until", "trust"}, "unknown flag: --until"},
 	}
@@ -46,6 +58,40 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tt.want) {
 				t.Errorf("stderr %q does not say %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestNotRotatedNote: plan and rotate say which roots are left alone: on
+// stdout with the text output, on stderr with JSON, whose stdout stays
+// events only.
+func TestNotRotatedNote(t *testing.T) {
+	const note = "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too, which this version does not do yet (see the README's limits).\n"
+	tests := []struct {
+		name           string
+		output         string
+		roots          []string
+		stdout, stderr string
+	}{
+		{"text", OutputText, []string{"cluster-ca", "front-proxy-ca"}, note, ""},
+		{"json", OutputJSON, []string{"cluster-ca", "front-proxy-ca"}, "", note},
+		{"a record without roots rotates the default", OutputText, nil, note, ""},
+		{"every root", OutputText, rotation.AllRoots().Names(), "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			s := &session{
+				o:  &rotationOptions{IOStreams: IOStreams{Out: &stdout, ErrOut: &stderr}},
+				lc: &rotation.Lifecycle{Record: state.Record{RotationID: "r-test", Roots: tt.roots}},
+			}
+			s.notRotated(tt.output)
+			if diff := cmp.Diff(tt.stdout, stdout.String()); diff != "" {
+				t.Errorf("stdout (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.stderr, stderr.String()); diff != "" {
+				t.Errorf("stderr (-want +got):\n%s", diff)
 			}
 		})
 	}

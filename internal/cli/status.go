@@ -36,7 +36,7 @@ func newStatusCommand(env Env) *cobra.Command {
 
 // Validate refuses flag values that cannot work, before anything is read.
 func (o *StatusOptions) Validate() error {
-	return errors.Join(o.NodeFlags.Validate(), o.StateFlags.Validate())
+	return errors.Join(o.NodeFlags.Validate(), o.StateFlags.Validate(), o.RootsFlag.Validate())
 }
 
 // Run shows the rotation in progress.

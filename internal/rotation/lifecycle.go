@@ -35,6 +35,9 @@ type Request struct {
 	Command Command
 	// Until is the stage rotate stops at; Switched when left Original.
 	Until Stage
+	// Roots are the roots the operator named (--roots); nil when not
+	// named: the record's for a rotation in progress, else the default.
+	Roots Roots
 }
 
 // RotateUntil is the stage `rotate --until phase` stops at: rotate runs
@@ -118,6 +121,9 @@ func (l *Lifecycle) State() RecordState { return l.state }
 // a resume runs it again (its finished steps are skipped), and rollback
 // undoes it too.
 func (l *Lifecycle) Select(req Request) (Selection, error) {
+	if err := l.selectRoots(req.Roots); err != nil {
+		return Selection{}, err
+	}
 	done := Stage(l.state.PhasesDone())
 	sel := Selection{Command: req.Command, From: done, To: Finalized}
 	id := l.Record.RotationID
@@ -145,6 +151,39 @@ func (l *Lifecycle) Select(req Request) (Selection, error) {
 		sel.From, sel.To = Original, min(done+1, Finalized)
 	}
 	return sel, nil
+}
+
+// selectRoots settles which roots the rotation changes: the ones named
+// for a fresh rotation (the default when none are), the record's for one
+// in progress. A command that names other roots than the record holds is
+// refused: the rotation's steps, backup and sealed material are those of
+// the roots it was started with.
+func (l *Lifecycle) selectRoots(named Roots) error {
+	if l.Fresh {
+		if named == nil {
+			named = DefaultRoots()
+		}
+		l.Record.Roots = named.Names()
+		return nil
+	}
+	recorded, err := RecordedRoots(l.Record.Roots)
+	if err != nil {
+		return fmt.Errorf("rotation %s: %w", l.Record.RotationID, err)
+	}
+	if named != nil && !named.Equal(recorded) {
+		return fmt.Errorf("%w: --roots %s: rotation %s was started with --roots %s, which its record holds; give --roots %s or leave --roots out, or roll the rotation back first",
+			ErrRefused, named, l.Record.RotationID, recorded, recorded)
+	}
+	return nil
+}
+
+// Roots are the roots the rotation changes, as Select settled them.
+func (l *Lifecycle) Roots() Roots {
+	r, err := RecordedRoots(l.Record.Roots)
+	if err != nil {
+		return DefaultRoots() // Select refused such a record already
+	}
+	return r
 }
 
 // save records that the rotation is at s, with the CAs it moves between.

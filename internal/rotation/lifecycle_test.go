@@ -161,3 +161,55 @@ func TestOpenLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// TestSelectRoots: a fresh rotation records the roots named, or the
+// default; one in progress keeps its record's, and a command that names
+// others is refused, saying what the record holds.
+func TestSelectRoots(t *testing.T) {
+	inProgress := func(roots ...string) *Lifecycle {
+		return &Lifecycle{Record: state.Record{RotationID: "r-test", Phase: PhaseTrust, Roots: roots}, state: TrustDone}
+	}
+	tests := []struct {
+		name    string
+		l       *Lifecycle
+		cmd     Command
+		named   Roots
+		want    []string // the record's roots afterwards
+		refused string   // part of the error
+	}{
+		{"fresh, not named: the default", &Lifecycle{Fresh: true}, Rotate, nil, []string{"cluster-ca", "front-proxy-ca"}, ""},
+		{"fresh, named", &Lifecycle{Fresh: true}, Plan, AllRoots(), AllRoots().Names(), ""},
+		{"resume, not named", inProgress("cluster-ca", "front-proxy-ca"), Rotate, nil, []string{"cluster-ca", "front-proxy-ca"}, ""},
+		{"resume, same roots", inProgress("cluster-ca", "front-proxy-ca"), Rotate, DefaultRoots(), []string{"cluster-ca", "front-proxy-ca"}, ""},
+		{"record without roots is the default", inProgress(), Rollback, DefaultRoots(), nil, ""},
+		{"resume, other roots", inProgress("cluster-ca", "front-proxy-ca"), Rotate, AllRoots(),
+			nil, "--roots cluster-ca,front-proxy-ca,service-account-key,etcd-ca: rotation r-test was started with --roots cluster-ca,front-proxy-ca, which its record holds"},
+		{"finalize, other roots", inProgress("cluster-ca", "front-proxy-ca"), Finalize, Roots{RootClusterCA}, nil, "started with --roots cluster-ca,front-proxy-ca"},
+		{"rollback, other roots than an old record's", inProgress(), Rollback, Roots{RootEtcdCA}, nil, "started with --roots cluster-ca,front-proxy-ca"},
+		{"status, other roots", inProgress("cluster-ca", "front-proxy-ca", "etcd-ca"), Status, DefaultRoots(), nil, "started with --roots cluster-ca,front-proxy-ca,etcd-ca"},
+		{"record changed by hand", inProgress("sa"), Rotate, nil, nil, `"sa" is not a root`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.l.Fresh {
+				tt.l.Record.RotationID, tt.l.state = "r-test", Started
+			}
+			_, err := tt.l.Select(Request{Command: tt.cmd, Roots: tt.named})
+			if tt.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.refused) {
+					t.Fatalf("err = %v, want a refusal saying %q", err, tt.refused)
+				}
+				if strings.Contains(tt.refused, "started with") && !errors.Is(err, ErrRefused) {
+					t.Errorf("err = %v is not ErrRefused", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, tt.l.Record.Roots); diff != "" {
+				t.Errorf("record's roots (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

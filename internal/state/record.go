@@ -25,6 +25,10 @@ type Record struct {
 	UpdatedAt   time.Time                 `json:"updatedAt"`
 	CAs         map[model.CAKind]CAChange `json:"cas"`
 	ToolVersion string                    `json:"toolVersion"`
+	// Roots are the roots of trust the rotation changes, by the names
+	// --roots gives them; a record without them (written before carotate
+	// recorded them) rotates the default, the cluster and front-proxy CAs.
+	Roots []string `json:"roots,omitempty"`
 	// BackupKeyPath is the file of the backup key the rotation was started
 	// with, and BackupKeyID that key's id (backup.Key.ID, public): a
 	// resume loads the key from there unless told otherwise, and refuses
