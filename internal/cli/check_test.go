@@ -271,3 +271,43 @@ func TestCheckPassesFlagsAndEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckTextServiceAccountKey: check shows the service-account key's
+// type, size and fingerprint, and which component signs and verifies
+// tokens with which file.
+func TestCheckTextServiceAccountKey(t *testing.T) {
+	const fp = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	c := model.Cluster{ObservedAt: time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC), CAs: []model.CA{{
+		Kind: model.ServiceAccountCA, Cert: model.Cert{SPKISHA256: fp}, KeyAlgorithm: "RSA-2048",
+		KeyFiles: []model.Location{
+			{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.key"},
+			{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.key", Flag: "kube-apiserver --service-account-signing-key-file"},
+			{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.key", Flag: "kube-controller-manager --service-account-private-key-file"},
+		},
+		References: []model.Location{
+			{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.pub"},
+			{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.pub", Flag: "kube-apiserver --service-account-key-file"},
+		},
+	}}}
+	var out strings.Builder
+	if err := writeText(&out, NewReport(c, nil)); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+CERTIFICATE AUTHORITIES
+service-account CA  signing key pair, RSA-2048, spki sha256 ` + fp + `
+  signs with     cp-1:/etc/kubernetes/pki/sa.key
+  signs with     cp-1:/etc/kubernetes/pki/sa.key (kube-apiserver --service-account-signing-key-file)
+  signs with     cp-1:/etc/kubernetes/pki/sa.key (kube-controller-manager --service-account-private-key-file)
+  verifies with  cp-1:/etc/kubernetes/pki/sa.pub
+  verifies with  cp-1:/etc/kubernetes/pki/sa.pub (kube-apiserver --service-account-key-file)
+`
+	got := out.String()
+	start, end := strings.Index(got, "\nCERTIFICATE AUTHORITIES"), strings.Index(got, "\nNODES")
+	if start < 0 || end < start {
+		t.Fatalf("no CA section in:\n%s", got)
+	}
+	if diff := cmp.Diff(want, got[start:end]); diff != "" {
+		t.Errorf("CA section (-want +got):\n%s", diff)
+	}
+}

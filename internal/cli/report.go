@@ -96,12 +96,18 @@ func writeText(w io.Writer, r Report) error {
 	t.printf("\nCERTIFICATE AUTHORITIES\n")
 	for _, ca := range c.CAs {
 		t.printf("%s  %s\n", names[ca.Cert.SPKISHA256], caSummary(ca, now))
+		keyRow, refRow := "key", "referenced"
+		if ca.Kind == model.ServiceAccountCA {
+			// A key pair has no certificate to reference: its private key
+			// signs tokens, its public key verifies them.
+			keyRow, refRow = "signs with", "verifies with"
+		}
 		var rows [][]string
 		for _, l := range ca.KeyFiles {
-			rows = append(rows, []string{"key", check.Describe(l)})
+			rows = append(rows, []string{keyRow, check.Describe(l)})
 		}
 		for _, ref := range groupReferences(ca.References) {
-			rows = append(rows, []string{"referenced", ref})
+			rows = append(rows, []string{refRow, ref})
 		}
 		if n := len(ca.Signed); n > 0 {
 			rows = append(rows, []string{"signed", fmt.Sprintf("%d certificate(s)", n)})
@@ -197,7 +203,7 @@ func short(fp string) string {
 
 func caSummary(ca model.CA, now time.Time) string {
 	if ca.Kind == model.ServiceAccountCA {
-		return "key pair, spki " + short(ca.Cert.SPKISHA256)
+		return fmt.Sprintf("signing key pair, %s, spki sha256 %s", orDash(ca.KeyAlgorithm), ca.Cert.SPKISHA256)
 	}
 	return fmt.Sprintf("%s, expires %s, spki %s", ca.Cert.Subject, expiry(ca.Cert.NotAfter, now), short(ca.Cert.SPKISHA256))
 }

@@ -183,16 +183,17 @@ func TestAssembleEdges(t *testing.T) {
 
 func TestAssembleServiceAccountKeys(t *testing.T) {
 	node := model.Node{Name: "cp-1", Files: []model.File{
-		{Path: "/etc/kubernetes/pki/sa.key", Kind: model.FileKey, KeySPKISHA256: "aa"},
-		{Path: "/etc/kubernetes/pki/sa.pub", Kind: model.FilePublicKey, KeySPKISHA256: "aa"},
+		{Path: "/etc/kubernetes/pki/sa.key", Kind: model.FileKey, KeySPKISHA256: "aa", KeyAlgorithm: "RSA-2048"},
+		{Path: "/etc/kubernetes/pki/sa.pub", Kind: model.FilePublicKey, KeySPKISHA256: "aa", KeyAlgorithm: "RSA-2048"},
 		{Path: "/etc/kubernetes/pki/other.key", Kind: model.FileKey, KeySPKISHA256: "bb"},
 	}}
 	got := Assemble([]model.Node{node}, model.API{}, testNow())
 	want := []model.CA{{
-		Kind:       model.ServiceAccountCA,
-		Cert:       model.Cert{SPKISHA256: "aa"},
-		KeyFiles:   []model.Location{{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.key"}},
-		References: []model.Location{{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.pub"}},
+		Kind:         model.ServiceAccountCA,
+		Cert:         model.Cert{SPKISHA256: "aa"},
+		KeyAlgorithm: "RSA-2048",
+		KeyFiles:     []model.Location{{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.key"}},
+		References:   []model.Location{{Node: "cp-1", Path: "/etc/kubernetes/pki/sa.pub"}},
 	}}
 	if diff := cmp.Diff(want, got.CAs, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("CAs (-want +got):\n%s", diff)

@@ -105,6 +105,9 @@ func serviceAccountCAs(nodes []model.Node) []model.CA {
 				groups[f.KeySPKISHA256] = ca
 				order = append(order, f.KeySPKISHA256)
 			}
+			if ca.KeyAlgorithm == "" {
+				ca.KeyAlgorithm = f.KeyAlgorithm
+			}
 			locs := append([]model.Location{{Node: n.Name, Path: f.Path}}, refs[f.Path]...)
 			if f.Kind == model.FileKey {
 				ca.KeyFiles = append(ca.KeyFiles, locs...)

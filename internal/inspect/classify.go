@@ -41,6 +41,7 @@ func classify(source, p string, data []byte) model.File {
 			return f
 		}
 		f.KeySPKISHA256, _ = pki.PublicKeyFingerprint(key.Public())
+		f.KeyAlgorithm = string(key.Algorithm())
 	case hasCert:
 		certs, err := pki.ParseCertificatesPEM(source, data)
 		if err != nil {
@@ -55,12 +56,12 @@ func classify(source, p string, data []byte) model.File {
 		f.Certs = CertsOf(certs)
 	case hasPub:
 		f.Kind = model.FilePublicKey
-		fp, err := publicKeyFingerprint(source, data)
+		fp, alg, err := publicKeyFingerprint(source, data)
 		if err != nil {
 			f.ParseError = err.Error()
 			return f
 		}
-		f.KeySPKISHA256 = fp
+		f.KeySPKISHA256, f.KeyAlgorithm = fp, alg
 	default:
 		switch path.Ext(p) {
 		case ".crt", ".pem", ".key", ".pub", ".cert":
@@ -71,17 +72,15 @@ func classify(source, p string, data []byte) model.File {
 }
 
 // publicKeyFingerprint reads a PEM public key such as kubeadm's sa.pub
-// (PKIX "PUBLIC KEY", or PKCS#1 "RSA PUBLIC KEY"); pki has no parser for
-// bare public keys because nothing else needs one.
-func publicKeyFingerprint(source string, data []byte) (string, error) {
+// (PKIX "PUBLIC KEY", or PKCS#1 "RSA PUBLIC KEY") and returns its
+// fingerprint and algorithm; pki has no parser for bare public keys
+// because nothing else needs one.
+func publicKeyFingerprint(source string, data []byte) (fingerprint, algorithm string, err error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return "", fmt.Errorf("%s: public key pem block is malformed; restore it from a backup", source)
+		return "", "", fmt.Errorf("%s: public key pem block is malformed; restore it from a backup", source)
 	}
-	var (
-		pub any
-		err error
-	)
+	var pub any
 	switch block.Type {
 	case "PUBLIC KEY":
 		pub, err = x509.ParsePKIXPublicKey(block.Bytes)
@@ -91,7 +90,11 @@ func publicKeyFingerprint(source string, data []byte) (string, error) {
 		err = errors.New("unsupported pem block " + block.Type)
 	}
 	if err != nil {
-		return "", fmt.Errorf("%s: public key cannot be parsed: %w", source, err)
+		return "", "", fmt.Errorf("%s: public key cannot be parsed: %w", source, err)
 	}
-	return pki.PublicKeyFingerprint(pub)
+	if fingerprint, err = pki.PublicKeyFingerprint(pub); err != nil {
+		return "", "", err
+	}
+	alg, _ := pki.KeyAlgorithmOf(pub) // the fingerprint took the key, so it has a type
+	return fingerprint, string(alg), nil
 }

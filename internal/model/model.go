@@ -38,6 +38,9 @@ const (
 type CA struct {
 	Kind CAKind `json:"kind"`
 	Cert Cert   `json:"cert"`
+	// KeyAlgorithm is the key's type and size ("RSA-2048"), for a root
+	// that is a key pair without a certificate: the service-account key.
+	KeyAlgorithm string `json:"keyAlgorithm,omitempty"`
 	// KeyFiles are where its private key was found (node:path).
 	KeyFiles []Location `json:"keyFiles,omitempty"`
 	// References are every place its certificate appears.
@@ -145,6 +148,9 @@ type File struct {
 	// KeySPKISHA256 is the public key fingerprint of a private or public
 	// key file, so keys can be paired with certificates.
 	KeySPKISHA256 string `json:"keySPKISHA256,omitempty"`
+	// KeyAlgorithm is the key's type and size, e.g. "RSA-2048" or
+	// "ECDSA-P256", for a private or public key file.
+	KeyAlgorithm string `json:"keyAlgorithm,omitempty"`
 	// ParseError says why the content could not be read as what its name
 	// suggests.
 	ParseError string `json:"parseError,omitempty"`
