@@ -53,6 +53,26 @@ func FlagValue(source string, data []byte, container, flag string) (value string
 	return value, found, nil
 }
 
+// FlagValues returns every value of a repeatable --flag in the
+// container's command and args, in order (kube-apiserver takes several
+// --service-account-key-file flags and uses them all).
+func FlagValues(source string, data []byte, container, flag string) ([]string, error) {
+	if err := checkFlagName(source, flag); err != nil {
+		return nil, err
+	}
+	m, i, err := parseContainer(source, data, container)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range containerFlags(m, i) {
+		if f.Name == flag {
+			out = append(out, f.Value)
+		}
+	}
+	return out, nil
+}
+
 // SetFlag ensures the container runs with --flag=value. Every occurrence of
 // the flag keeps its position and form ("--flag=value" or "--flag value");
 // a flag that is absent is added as "--flag=value" at the end of the

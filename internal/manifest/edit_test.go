@@ -323,6 +323,32 @@ func TestFlagValue(t *testing.T) {
 	}
 }
 
+func TestFlagValues(t *testing.T) {
+	two := strings.Replace(twoContainers, "    - --root-ca-file=/etc/kubernetes/pki/ca.crt\n    image", "    - --root-ca-file=/etc/kubernetes/pki/ca.crt\n    - --root-ca-file\n    - /second\n    image", 1)
+	tests := []struct {
+		name, data, flag string
+		want             []string
+	}{
+		{"every occurrence in order", two, "root-ca-file", []string{"/etc/kubernetes/pki/ca.crt", "/etc/kubernetes/pki/ca.crt", "/second"}},
+		{"one", scheduler, "v", []string{"2"}},
+		{"absent", scheduler, "client-ca-file", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FlagValues("x.yaml", []byte(tt.data), "", tt.flag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("FlagValues (-want +got):\n%s", d)
+			}
+		})
+	}
+	if _, err := FlagValues("x.yaml", []byte(scheduler), "nope", "v"); !errors.Is(err, ErrNoContainer) {
+		t.Errorf("FlagValues of a missing container: %v, want ErrNoContainer", err)
+	}
+}
+
 func TestEditRefuses(t *testing.T) {
 	const src = "cp-1:/etc/kubernetes/manifests/kube-scheduler.yaml"
 	stray := strings.Replace(scheduler, "    - --v=2\n", "    - --v\n    - --x\n    - a\n    - stray\n", 1)

@@ -162,6 +162,16 @@ func (k PrivateKey) Signer() crypto.Signer {
 	return k.h.signer()
 }
 
+// Equal reports whether k and other are the same key pair (their public
+// keys are equal); two zero keys are equal.
+func (k PrivateKey) Equal(other PrivateKey) bool {
+	if k.IsZero() || other.IsZero() {
+		return k.IsZero() == other.IsZero()
+	}
+	pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(other.Public())
+}
+
 // Public returns the public half of the key, or nil for the zero value.
 func (k PrivateKey) Public() crypto.PublicKey {
 	if k.h == nil {

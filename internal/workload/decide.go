@@ -99,7 +99,11 @@ func Decide(f Facts, opts Options) Plan {
 	for i := range f.Pods {
 		pod := &f.Pods[i]
 		since := sinceOf(opts, pod.Namespace)
-		if !needsRestart(pod, since, opts.StartedAfter) {
+		if opts.Pods != nil {
+			if !opts.Pods[pod.UID] || !running(pod) {
+				continue
+			}
+		} else if !needsRestart(pod, since, opts.StartedAfter) {
 			continue
 		}
 		o, why := ix.ownerOf(pod)
@@ -142,6 +146,9 @@ func Decide(f Facts, opts Options) Plan {
 		}
 		w.Reason = fmt.Sprintf("%d %s in-cluster config and started before kube-root-ca.crt changed at %s",
 			n, plural(n, "pod uses", "pods use"), formatTime(sinceOf(opts, o.namespace)))
+		if opts.Pods != nil {
+			w.Reason = fmt.Sprintf("%d %s: %s", n, plural(n, "pod", "pods"), opts.Reason)
+		}
 		plan.Restart = append(plan.Restart, w)
 	}
 
@@ -173,19 +180,22 @@ func sinceOf(opts Options, namespace string) time.Time {
 // started before the new bundle reached its namespace (and after
 // startedAfter, when that is set).
 func needsRestart(pod *corev1.Pod, since, startedAfter time.Time) bool {
-	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-		return false
-	}
-	if pod.DeletionTimestamp != nil {
-		return false
-	}
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	if !running(pod) {
 		return false
 	}
 	if !startedAfter.IsZero() && !startedAt(pod).After(startedAfter) {
 		return false
 	}
 	return UsesInClusterConfig(pod) && StartedBefore(pod, since)
+}
+
+// running: a pod that is still (or about to be) running and is not a
+// mirror pod, which only its manifest restarts.
+func running(pod *corev1.Pod) bool {
+	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return false
+	}
+	return pod.DeletionTimestamp == nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }
 
 // UsesInClusterConfig reports whether pod sees kube-root-ca.crt: through the

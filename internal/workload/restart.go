@@ -60,6 +60,12 @@ type Options struct {
 	// rollback from a partly run finalize restarts the pods that may have
 	// read a new-only kube-root-ca.crt, and no others.
 	StartedAfter time.Time
+	// Pods, when set, are the only pods that count, by UID, whatever
+	// Since and StartedAfter say: finalize restarts the pods whose
+	// service-account tokens the old key signed. Reason says why, for the
+	// plan.
+	Pods   map[types.UID]bool
+	Reason string
 	// RolloutTimeout bounds the wait for each rollout and for each evicted
 	// pod to be gone; DefaultRolloutTimeout when zero.
 	RolloutTimeout time.Duration
@@ -81,7 +87,7 @@ func (o Options) validate() error {
 		return errors.New("workload options: the restart annotation value is empty: pass an id such as \"<rotation-id>/trust\"")
 	case len(o.Annotation) > maxAnnotationLen || strings.ContainsAny(o.Annotation, "\r\n"):
 		return fmt.Errorf("workload options: the restart annotation value must be one line of at most %d bytes: pass an id such as \"<rotation-id>/trust\"", maxAnnotationLen)
-	case o.Since == nil:
+	case o.Since == nil && o.Pods == nil:
 		return errors.New("workload options: Since is nil: build it from RootCAUpdateTimes")
 	}
 	return nil
