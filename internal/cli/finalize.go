@@ -17,6 +17,9 @@ type FinalizeOptions struct {
 	ChangeFlags
 	KubeletLogCommand string
 	ReloadWait        time.Duration
+	// RestartOldTokenPods restarts the pods whose service-account tokens
+	// the old key signed, instead of refusing to finalize.
+	RestartOldTokenPods bool
 }
 
 // NewFinalizeOptions returns the defaults.
@@ -36,6 +39,7 @@ func (o *FinalizeOptions) AddFlags(f *pflag.FlagSet) {
 	o.ChangeFlags.AddFlags(f)
 	addKubeletLogFlag(f, &o.KubeletLogCommand)
 	addReloadWaitFlag(f, &o.ReloadWait)
+	f.BoolVar(&o.RestartOldTokenPods, "restart-old-token-pods", false, "restart the pods whose service-account tokens the old key signed (through their workloads, respecting PodDisruptionBudgets) instead of refusing; the kubelet otherwise refreshes them within 80% of their lifetime")
 }
 
 // Validate refuses flag values that cannot work, before anything is read.
@@ -44,7 +48,7 @@ func (o *FinalizeOptions) Validate() error { return o.ChangeFlags.validate(&o.ro
 // Run finalizes the rotation that has switched.
 func (o *FinalizeOptions) Run(ctx context.Context) error {
 	set := o.ChangeFlags.settings()
-	set.kubeletLog, set.reloadWait = o.KubeletLogCommand, o.ReloadWait
+	set.kubeletLog, set.reloadWait, set.restartOldTokenPods = o.KubeletLogCommand, o.ReloadWait, o.RestartOldTokenPods
 	return o.run(ctx, rotation.Request{Command: rotation.Finalize}, set, o.ForceUnlock, func(ctx context.Context, s *session, sel rotation.Selection) error {
 		return s.mutate(ctx, sel, o.ChangeFlags)
 	})

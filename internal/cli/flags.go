@@ -205,6 +205,9 @@ func (r *RootsFlag) Validate() error {
 type ImportFlags struct {
 	CACert, CAKey           string
 	FrontCACert, FrontCAKey string
+	// ServiceAccountKey and ServiceAccountKeyType are the new
+	// service-account key, brought or of a type to generate.
+	ServiceAccountKey, ServiceAccountKeyType string
 }
 
 // AddFlags registers the CA import flags.
@@ -213,6 +216,8 @@ func (i *ImportFlags) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&i.CAKey, "ca-key", i.CAKey, "the new cluster CA's private key")
 	f.StringVar(&i.FrontCACert, "front-proxy-ca-cert", i.FrontCACert, "import this new front-proxy CA certificate (with --front-proxy-ca-key)")
 	f.StringVar(&i.FrontCAKey, "front-proxy-ca-key", i.FrontCAKey, "the new front-proxy CA's private key")
+	f.StringVar(&i.ServiceAccountKey, "service-account-key", i.ServiceAccountKey, "import this new service-account signing key (PEM) instead of generating one (with --roots service-account-key)")
+	f.StringVar(&i.ServiceAccountKeyType, "service-account-key-type", i.ServiceAccountKeyType, "the type of the service-account key to generate: RSA-2048, RSA-3072, RSA-4096, ECDSA-P256 or ECDSA-P384 (default: the old key's)")
 }
 
 // Validate refuses a certificate without its key, or a key without its
@@ -225,7 +230,36 @@ func (i *ImportFlags) Validate() error {
 	if (i.FrontCACert == "") != (i.FrontCAKey == "") {
 		errs = append(errs, errors.New("--front-proxy-ca-cert and --front-proxy-ca-key go together: give both or neither"))
 	}
+	if i.ServiceAccountKey != "" && i.ServiceAccountKeyType != "" {
+		errs = append(errs, errors.New("--service-account-key and --service-account-key-type exclude each other: an imported key has its own type"))
+	}
+	if t := i.ServiceAccountKeyType; t != "" {
+		if err := rotation.CheckServiceAccountKeyType("--service-account-key-type", pki.KeyAlgorithm(t)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// serviceAccountKey reads the service-account key the operator brings;
+// the zero key when none. It is checked against the key in use later, once
+// that is read.
+func (i ImportFlags) serviceAccountKey() (pki.PrivateKey, error) {
+	if i.ServiceAccountKey == "" {
+		return pki.PrivateKey{}, nil
+	}
+	b, err := os.ReadFile(i.ServiceAccountKey)
+	if err != nil {
+		return pki.PrivateKey{}, fmt.Errorf("%w: --service-account-key: %w", ErrRefused, err)
+	}
+	k, err := pki.ParsePrivateKeyPEM(i.ServiceAccountKey, b)
+	if err != nil {
+		return pki.PrivateKey{}, fmt.Errorf("%w: --service-account-key: %w; give the PEM private key of the new signing key", ErrRefused, err)
+	}
+	if err := pki.CheckKeyStrength(i.ServiceAccountKey, k.Public()); err != nil {
+		return pki.PrivateKey{}, fmt.Errorf("%w: --service-account-key: %w", ErrRefused, err)
+	}
+	return k, nil
 }
 
 // imports reads the CAs the operator brings, refusing a key that does not

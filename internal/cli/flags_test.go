@@ -26,7 +26,7 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 	cluster := []string{"kubeconfig", "context"}
 	nodes := []string{"ssh-user", "ssh-key", "ssh-known-hosts", "ssh-port", "sudo", "inventory"}
 	state := []string{"state-dir", "backup-key", "roots"}
-	imports := []string{"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key"}
+	imports := []string{"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "service-account-key", "service-account-key-type"}
 	change := []string{"yes", "force-unlock", "output", "parallelism", "allow-unready", "kubelet-restart-command"}
 	cat := func(lists ...[]string) []string {
 		var out []string
@@ -40,7 +40,7 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 		"check":    cat(cluster, nodes, []string{"node-concurrency", "output", "expiry-threshold", "max-clock-skew"}),
 		"plan":     cat(cluster, nodes, state, imports, []string{"output", "allow-unready", "reload-wait"}),
 		"rotate":   cat(cluster, nodes, state, imports, change, []string{"kubelet-log-command", "until"}),
-		"finalize": cat(cluster, nodes, state, change, []string{"kubelet-log-command", "reload-wait"}),
+		"finalize": cat(cluster, nodes, state, change, []string{"kubelet-log-command", "reload-wait", "restart-old-token-pods"}),
 		"rollback": cat(cluster, nodes, state, change),
 		// status reads the sealed material to compare the nodes with, so it
 		// needs the backup key; it runs nothing and prints text only.
@@ -51,7 +51,7 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 	// mistake says why it must not be there.
 	ignored := map[string][]string{
 		"status":   {"parallelism", "output", "allow-unready", "yes", "until", "ca-cert"},
-		"finalize": {"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "until"},
+		"finalize": {"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "service-account-key", "until"},
 		"rollback": {"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "until", "kubelet-log-command", "reload-wait"},
 		"rotate":   {"reload-wait"},
 		"plan":     {"parallelism", "kubelet-restart-command", "kubelet-log-command", "yes", "force-unlock", "until"},

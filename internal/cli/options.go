@@ -98,6 +98,9 @@ type rotationSettings struct {
 	kubeletRestart string
 	kubeletLog     string
 	reloadWait     time.Duration
+	// restartOldTokenPods lets finalize restart the pods whose tokens the
+	// old service-account key signed.
+	restartOldTokenPods bool
 }
 
 func defaultSettings() rotationSettings {

@@ -33,9 +33,11 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 		{"empty kubelet restart", []string{"rotate", "--kubelet-restart-command", " "}, "--kubelet-restart-command is empty"},
 		{"empty roots", []string{"rotate", "--roots", ""}, `--roots "": names no root; give a comma-separated list of cluster-ca, front-proxy-ca, service-account-key, etcd-ca, all`},
 		{"unknown root", []string{"plan", "--roots", "cluster-ca,sa"}, `--roots "cluster-ca,sa": "sa" is not a root; the roots are cluster-ca, front-proxy-ca, service-account-key, etcd-ca, all`},
-		{"service-account key", []string{"rotate", "--roots", "cluster-ca,front-proxy-ca,service-account-key"}, "service-account-key: this version does not rotate the service-account signing key (sa.key, sa.pub) yet; that is tracked by the service-account key work"},
-		{"etcd CA", []string{"finalize", "--roots", "cluster-ca,front-proxy-ca,etcd-ca"}, "etcd-ca: this version does not rotate the etcd CA (pki/etcd) yet; that is tracked by the etcd CA work"},
-		{"all roots", []string{"rollback", "--roots", "all"}, "--roots cluster-ca,front-proxy-ca,service-account-key,etcd-ca: service-account-key: this version does not rotate"},
+		{"service-account key alone", []string{"rotate", "--roots", "service-account-key"}, "--roots service-account-key: cluster-ca and front-proxy-ca rotate together in this version, and the service-account key only with them"},
+		{"etcd CA", []string{"finalize", "--roots", "cluster-ca,front-proxy-ca,etcd-ca"}, "etcd-ca: this version does not rotate the etcd CA (pki/etcd) yet; leave it out of --roots"},
+		{"all roots", []string{"rollback", "--roots", "all"}, "--roots cluster-ca,front-proxy-ca,service-account-key,etcd-ca: etcd-ca: this version does not rotate"},
+		{"service-account key type", []string{"rotate", "--service-account-key-type", "Ed25519"}, "--service-account-key-type: Ed25519 is not a key type for service-account tokens; use one of RSA-2048, RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384"},
+		{"service-account key and type", []string{"plan", "--service-account-key", "/tmp/x.key", "--service-account-key-type", "RSA-2048"}, "--service-account-key and --service-account-key-type exclude each other"},
 		{"cluster CA alone", []string{"rotate", "--roots", "cluster-ca"}, "--roots cluster-ca: cluster-ca and front-proxy-ca rotate together in this version"},
 		{"front-proxy CA alone", []string{"status", "--roots", "front-proxy-ca"}, "cluster-ca and front-proxy-ca rotate together in this version"},
 		{"plan has no --yes", []string{"plan", "--yes"}, "unknown flag: --yes"},
@@ -67,7 +69,7 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 // stdout with the text output, on stderr with JSON, whose stdout stays
 // events only.
 func TestNotRotatedNote(t *testing.T) {
-	const note = "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too, which this version does not do yet (see the README's limits).\n"
+	const note = "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too: add service-account-key to --roots; this version does not rotate the etcd CA yet (see the README's limits).\n"
 	tests := []struct {
 		name           string
 		output         string

@@ -16,6 +16,7 @@ import (
 	"github.com/carotate/carotate/internal/inventory"
 	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/node"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
@@ -104,7 +105,7 @@ func (s *session) openCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	store := &rotation.Store{Dir: rotDir, Key: key}
+	store := &rotation.Store{Dir: rotDir, Key: key, Roots: s.lc.Roots()}
 	for _, n := range s.set.allowUnready {
 		if !hasNode(s.cluster, n) {
 			return fmt.Errorf("--allow-unready %s: the cluster has no node of that name (see `kubectl get nodes`)", n)
@@ -122,14 +123,20 @@ func (s *session) openCluster(ctx context.Context) error {
 		if ierr != nil {
 			return ierr
 		}
-		m, err = rotation.NewMaterial(ctx, rotation.Source{RotationID: rec.RotationID, Nodes: s.nodes, Client: s.cs, Import: imports, Now: o.now()})
+		saKey, serr := s.set.imports.serviceAccountKey()
+		if serr != nil {
+			return serr
+		}
+		m, err = rotation.NewMaterial(ctx, rotation.Source{RotationID: rec.RotationID, Nodes: s.nodes, Client: s.cs, Import: imports, Now: o.now(),
+			Roots: s.lc.Roots(), ImportSA: saKey, SAKeyType: pki.KeyAlgorithm(s.set.imports.ServiceAccountKeyType)})
 	}
 	if err != nil {
 		return err
 	}
 	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Endpoints: endpoints,
 		KubeletRestart: strings.Fields(s.set.kubeletRestart), KubeletLog: strings.Fields(s.set.kubeletLog),
-		ReloadWait: s.set.reloadWait, FinalizeStarted: rec.FinalizeStartedAt, Clock: o.now, Log: o.logger}
+		ReloadWait: s.set.reloadWait, FinalizeStarted: rec.FinalizeStartedAt, Clock: o.now, Log: o.logger,
+		RestartOldTokenPods: s.set.restartOldTokenPods}
 	return nil
 }
 
@@ -159,7 +166,8 @@ func (s *session) connect(ctx context.Context, sshDefaults inventory.SSHDefaults
 			Exec: failpoint.Executor(s.fail, ex), AllowUnready: allow[mn.Name]}
 		s.nodes = append(s.nodes, n)
 		if n.ControlPlane {
-			endpoints = append(endpoints, apiserverEndpoint(mn))
+			n.APIServer = apiserverEndpoint(mn)
+			endpoints = append(endpoints, n.APIServer)
 		}
 	}
 	if u, err := url.Parse(s.cfg.Host); err == nil && u.Host != "" && !slices.Contains(endpoints, u.Host) {

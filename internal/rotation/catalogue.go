@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ const (
 	RoleClientCert    Role = "client certificate and key"
 	RoleClientLink    Role = "link to the client certificate"
 	RoleNewCA         Role = "new CA, staged"
+	RoleNewKey        Role = "new key, staged"
 	RoleSigningCopy   Role = "signing copy (kubeadm#1350)"
 	RoleTrustBundle   Role = "trust bundle"
 	RoleStaticPod     Role = "static pod manifest"
@@ -142,6 +144,21 @@ type Artefact struct {
 	content func(c cell) (Want, error)
 }
 
+// rotatedWith says whether the row changes in a rotation of roots: a row
+// of no root in particular (a manifest restarted in every phase) always
+// does.
+func (a *Artefact) rotatedWith(roots Roots) bool {
+	if len(a.Roots) == 0 {
+		return true
+	}
+	for _, k := range a.Roots {
+		if slices.Contains(roots.Kinds(), k) {
+			return true
+		}
+	}
+	return false
+}
+
 // path is where the row lives in this rotation.
 func (a *Artefact) path(m *Material) string {
 	return strings.ReplaceAll(a.Path, "{rotation}", m.RotationID)
@@ -237,6 +254,8 @@ var Catalogue = []*Artefact{
 		Holds:   fullStages("—", "—", "old + new", "old + new", "—"), content: rootCAAt},
 	manifestRow(kcmManifest, manifest.KubeControllerManager, "signs with the old CA's copy, root-ca-file old + new", "signs with the new CA's copy, root-ca-file old + new"),
 	manifestRow(schedManifest, manifest.KubeScheduler, "", ""),
+	saRows[0], saRows[1], saRows[2],
+	apiserverManifestRow,
 }
 
 // kubeletClientPattern is where the kubelet client certificate reissued
@@ -431,7 +450,7 @@ func manifestAt(c cell) (Want, error) {
 			}
 		}
 	}
-	if data, _, err = manifest.SetAnnotation(c.src(), data, RestartAnnotation, c.m.RotationID+"/"+c.s.String()); err != nil {
+	if data, _, err = manifest.SetAnnotation(c.src(), data, RestartAnnotation, c.m.RotationID+"/"+c.m.restartStage(c.a.Component, c.s).String()); err != nil {
 		return Want{}, err
 	}
 	return Want{Data: data, Mode: c.orig.Mode.Perm()}, nil
@@ -490,21 +509,23 @@ func leafAt(c cell) (Want, error) {
 	return Want{Data: l.Cert, Mode: c.orig.Mode.Perm()}, nil
 }
 
-// row finds the catalogue row of a path in this rotation.
+// row finds the catalogue row of a path in this rotation; a row of a root
+// the rotation leaves alone is not one.
 func (m *Material) row(p string) *Artefact {
 	for _, a := range Catalogue {
-		if a.path(m) == p {
+		if a.path(m) == p && a.rotatedWith(m.roots()) {
 			return a
 		}
 	}
 	return nil
 }
 
-// rowsOn are the rows that live on a node, in catalogue order.
-func rowsOn(n *Node, keep func(*Artefact) bool) []*Artefact {
+// rowsOn are the rows that live on a node and change in a rotation of
+// roots, in catalogue order.
+func rowsOn(n *Node, roots Roots, keep func(*Artefact) bool) []*Artefact {
 	var out []*Artefact
 	for _, a := range Catalogue {
-		if a.On.on(n) && (keep == nil || keep(a)) {
+		if a.On.on(n) && a.rotatedWith(roots) && (keep == nil || keep(a)) {
 			out = append(out, a)
 		}
 	}
@@ -525,9 +546,9 @@ func manifestOf(component string) *Artefact {
 // that exists before it, for the backup taken before the first change:
 // kubeadm's rows. Files that do not exist are recorded as absent, so that
 // rollback removes what carotate created.
-func BackupPaths(controlPlane bool) []string {
+func BackupPaths(controlPlane bool, roots Roots) []string {
 	var out []string
-	for _, a := range rowsOn(&Node{ControlPlane: controlPlane}, func(a *Artefact) bool { return a.Kubeadm }) {
+	for _, a := range rowsOn(&Node{ControlPlane: controlPlane}, roots, func(a *Artefact) bool { return a.Kubeadm }) {
 		out = append(out, a.Path)
 	}
 	return out

@@ -19,7 +19,7 @@ import (
 func TestHoldsAgreesWithContent(t *testing.T) {
 	m, nodes := fixture(t)
 	for _, n := range nodes {
-		for _, a := range rowsOn(n, nil) {
+		for _, a := range rowsOn(n, m.roots(), nil) {
 			p := a.path(m)
 			for s := Prepared; s <= Finalized; s++ {
 				before, err := m.At(n, p, s-1)
@@ -84,7 +84,7 @@ func TestHoldsNamesTheCertificates(t *testing.T) {
 		return "?"
 	}
 	for _, n := range nodes {
-		for _, a := range rowsOn(n, nil) {
+		for _, a := range rowsOn(n, m.roots(), nil) {
 			p := a.path(m)
 			for s := Original; s <= Finalized; s++ {
 				w, err := m.At(n, p, s)
@@ -135,7 +135,7 @@ func TestEveryReadAtStartIsRestarted(t *testing.T) {
 	for s := Prepared; s <= Finalized; s++ {
 		for _, n := range nodes {
 			for _, part := range []func(*Artefact) bool{func(a *Artefact) bool { return !n.ControlPlane || !a.kubeletOnly() }, func(a *Artefact) bool { return n.ControlPlane && a.kubeletOnly() }} {
-				tr := transition{node: n, to: s, rows: rowsChanging(n, s, part)}
+				tr := transition{node: n, to: s, rows: rowsChanging(n, s, m.roots(), part)}
 				pods := map[string]bool{}
 				for _, c := range tr.pods() {
 					pods[c] = true
@@ -187,7 +187,7 @@ func TestStepOrder(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tr := transition{node: c.n, to: c.to, rows: rowsChanging(c.n, c.to, func(a *Artefact) bool { return !c.n.ControlPlane || a.kubeletOnly() == c.kubelet })}
+			tr := transition{node: c.n, to: c.to, rows: rowsChanging(c.n, c.to, m.roots(), func(a *Artefact) bool { return !c.n.ControlPlane || a.kubeletOnly() == c.kubelet })}
 			before, after, err := tr.files(m, c.at)
 			if err != nil {
 				t.Fatal(err)

@@ -21,7 +21,7 @@ func (r *Rotation) oldDependents(ctx context.Context) ([]string, error) {
 	old := r.M.Old[model.ClusterCA].Cert
 	var out []string
 	for _, n := range r.Nodes {
-		for _, a := range rowsOn(n, func(a *Artefact) bool { return a.Role == RoleKubeconfig || a.Role == RoleKubeconfigCA }) {
+		for _, a := range rowsOn(n, r.M.roots(), func(a *Artefact) bool { return a.Role == RoleKubeconfig || a.Role == RoleKubeconfigCA }) {
 			p := a.Path
 			w, err := Current(ctx, n.Exec, p)
 			if err != nil {

@@ -33,6 +33,23 @@ type Material struct {
 	Objects map[string]backup.Object
 	// Leaves are the reissued certificates (and new keys) by node and path.
 	Leaves map[fileKey]Leaf
+	// Roots are the roots the rotation changes; nil means the default.
+	Roots Roots
+	// OldSA and NewSA are the service-account key pair before and after,
+	// when Roots has the service-account key.
+	OldSA, NewSA pki.PrivateKey
+	// OneAPIServer: the cluster has a single kube-apiserver, the only
+	// verifier of tokens, so the service-account key's trust and switch
+	// share one restart.
+	OneAPIServer bool
+}
+
+// roots are the roots the rotation changes.
+func (m *Material) roots() Roots {
+	if m.Roots == nil {
+		return DefaultRoots()
+	}
+	return m.Roots
 }
 
 // Leaf is a reissued certificate; Key is empty when the old key is kept.
@@ -125,7 +142,7 @@ func (m *Material) At(n *Node, p string, s Stage) (Want, error) {
 func (m *Material) ReissueLeaves(nodes []*Node, now time.Time) error {
 	m.Leaves = map[fileKey]Leaf{}
 	for _, n := range nodes {
-		for _, a := range rowsOn(n, nil) {
+		for _, a := range rowsOn(n, m.roots(), nil) {
 			var err error
 			switch a.Role {
 			case RoleLeaf:

@@ -44,6 +44,7 @@ spec:
     - --kubeconfig=/etc/kubernetes/controller-manager.conf
     - --requestheader-client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt
     - --root-ca-file=/etc/kubernetes/pki/ca.crt
+    - --service-account-private-key-file=/etc/kubernetes/pki/sa.key
     image: registry.k8s.io/kube-controller-manager:v1.37.2
     name: kube-controller-manager
   hostNetwork: true

@@ -20,7 +20,10 @@ type Node struct {
 	Name         string
 	IP           string
 	ControlPlane bool
-	Exec         node.Executor
+	// APIServer is where a control plane's kube-apiserver listens
+	// (host:port), for the wait after it restarts.
+	APIServer string
+	Exec      node.Executor
 	// AllowUnready lets the rotation go on while the node is NotReady: its
 	// files are still changed, but nothing waits for it to be Ready.
 	AllowUnready bool

@@ -171,19 +171,16 @@ func (r Roots) NotSelected() Roots {
 var ErrRootNotRotated = errors.New("not rotated by this version of carotate")
 
 // Supported refuses roots this version does not rotate. It rotates the
-// cluster CA and the front-proxy CA, and both together: the runbook moves
-// them in one pass. The service-account key and the etcd CA are refused,
-// not pretended to: nothing in the runbook changes them yet.
+// cluster CA and the front-proxy CA, together (the runbook moves them in
+// one pass), and with them the service-account key. The etcd CA, and the
+// service-account key without the CAs, are refused, not pretended to.
 func (r Roots) Supported() error {
 	var errs []error
-	if r.Has(RootServiceAccountKey) {
-		errs = append(errs, fmt.Errorf("%s: this version does not rotate the service-account signing key (sa.key, sa.pub) yet; that is tracked by the service-account key work (issue 10): %w", RootServiceAccountKey, ErrRootNotRotated))
-	}
 	if r.Has(RootEtcdCA) {
-		errs = append(errs, fmt.Errorf("%s: this version does not rotate the etcd CA (pki/etcd) yet; that is tracked by the etcd CA work: %w", RootEtcdCA, ErrRootNotRotated))
+		errs = append(errs, fmt.Errorf("%s: this version does not rotate the etcd CA (pki/etcd) yet; leave it out of --roots: %w", RootEtcdCA, ErrRootNotRotated))
 	}
-	if r.Has(RootClusterCA) != r.Has(RootFrontProxyCA) {
-		errs = append(errs, fmt.Errorf("%s and %s rotate together in this version (one pass of the runbook moves both); give both: %w", RootClusterCA, RootFrontProxyCA, ErrRootNotRotated))
+	if !r.Has(RootClusterCA) || !r.Has(RootFrontProxyCA) {
+		errs = append(errs, fmt.Errorf("%s and %s rotate together in this version, and the service-account key only with them (one pass of the runbook moves them all); give both: %w", RootClusterCA, RootFrontProxyCA, ErrRootNotRotated))
 	}
 	return errors.Join(errs...)
 }
@@ -203,5 +200,13 @@ func NotRotatedNote(r Roots) string {
 	if n := len(names); n > 1 {
 		list = strings.Join(names[:n-1], ", ") + " and " + names[n-1]
 	}
-	return fmt.Sprintf("Not rotated: %s; after a leak of /etc/kubernetes/pki they must be rotated too, which this version does not do yet (see the README's limits).", list)
+	note := fmt.Sprintf("Not rotated: %s; after a leak of /etc/kubernetes/pki they must be rotated too", list)
+	if !r.Has(RootServiceAccountKey) {
+		note += ": add service-account-key to --roots"
+		if r.Has(RootEtcdCA) || len(left) > 1 {
+			note += "; this version does not rotate the etcd CA yet (see the README's limits)"
+		}
+		return note + "."
+	}
+	return note + ", which this version does not do yet (see the README's limits)."
 }

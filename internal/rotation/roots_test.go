@@ -58,9 +58,10 @@ func TestRootsSupported(t *testing.T) {
 		want []string // parts of the error; none when supported
 	}{
 		{"default", "cluster-ca,front-proxy-ca", nil},
-		{"service-account key", "cluster-ca,front-proxy-ca,service-account-key", []string{"service-account-key: this version does not rotate the service-account signing key", "tracked by the service-account key work"}},
-		{"etcd CA", "cluster-ca,front-proxy-ca,etcd-ca", []string{"etcd-ca: this version does not rotate the etcd CA", "tracked by the etcd CA work"}},
-		{"all", "all", []string{"service-account-key: this version does not rotate", "etcd-ca: this version does not rotate"}},
+		{"with the service-account key", "cluster-ca,front-proxy-ca,service-account-key", nil},
+		{"service-account key alone", "service-account-key", []string{"the service-account key only with them"}},
+		{"etcd CA", "cluster-ca,front-proxy-ca,etcd-ca", []string{"etcd-ca: this version does not rotate the etcd CA", "leave it out of --roots"}},
+		{"all", "all", []string{"etcd-ca: this version does not rotate"}},
 		{"cluster CA alone", "cluster-ca", []string{"cluster-ca and front-proxy-ca rotate together in this version"}},
 		{"front-proxy CA alone", "front-proxy-ca", []string{"rotate together"}},
 	}
@@ -114,7 +115,7 @@ func TestRecordedRoots(t *testing.T) {
 // TestNotRotatedNote: the sentence names what is left out, and is empty
 // when nothing is.
 func TestNotRotatedNote(t *testing.T) {
-	want := "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too, which this version does not do yet (see the README's limits)."
+	want := "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too: add service-account-key to --roots; this version does not rotate the etcd CA yet (see the README's limits)."
 	if got := NotRotatedNote(DefaultRoots()); got != want {
 		t.Errorf("default: %q\nwant %q", got, want)
 	}

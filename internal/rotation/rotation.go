@@ -78,6 +78,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/carotate/carotate/internal/engine"
+	"github.com/carotate/carotate/internal/manifest"
 )
 
 // Timeouts bound every wait.
@@ -107,6 +108,9 @@ type Rotation struct {
 	// ReloadWait is how long the apiserver may take to re-read
 	// apiserver-kubelet-client.crt (5 minutes in v1.37, plus margin).
 	ReloadWait time.Duration
+	// RestartOldTokenPods lets finalize restart the pods whose tokens the
+	// old service-account key signed, instead of refusing.
+	RestartOldTokenPods bool
 	// FinalizeStarted is when finalize first began (zero before): a
 	// rollback restarts the pods started since, which may trust only the
 	// new CA.
@@ -166,17 +170,30 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	prepare = append(prepare, r.saveMaterialStep())
 	prepare = append(prepare, r.nodeSteps(cps, Prepared)...)
 
+	sa := r.M.roots().Has(RootServiceAccountKey)
 	trust = append(trust, r.extensionAuthRestoreStep(), r.rootCARestoredStep())
+	if sa {
+		trust = append(trust, r.legacyTokensStep("legacy tokens signed by the key in use, before trust"))
+	}
 	trust = append(trust, r.nodeSteps(cps, Trusted)...)
 	trust = append(trust, r.rootCAStep(Trusted), r.clusterInfoStep(Trusted))
 	trust = append(trust, r.nodeSteps(workers, Trusted)...)
 	trust = append(trust, r.workloadsStep())
 
+	if sa {
+		switchSteps = append(switchSteps, r.legacyTokensStep("legacy tokens signed by the key in use, before switch"))
+	}
 	switchSteps = append(switchSteps, r.nodeSteps(cps, Switched)...)
+	if sa {
+		switchSteps = append(switchSteps, r.legacyTokensStep("legacy tokens re-minted with the new service-account key"))
+	}
 	switchSteps = append(switchSteps, r.kubeadmCertsStep())
 	switchSteps = append(switchSteps, r.nodeSteps(workers, Switched)...)
 
 	finalize = append(finalize, r.newOnlyPodsStep(), r.nothingOldStep(), r.reloadWaitStep())
+	if sa {
+		finalize = append(finalize, r.oldTokensStep())
+	}
 	finalize = append(finalize, r.nodeSteps(cps, Finalized)...)
 	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep())
 	finalize = append(finalize, r.nodeSteps(workers, Finalized)...)
@@ -189,36 +206,49 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	}
 }
 
-// stepNames name each stage's node steps: the control plane's, then the
-// kubelet's (the only step on a worker).
-var stepNames = map[Stage][2]string{
-	Prepared:  {"distribute the new CAs", ""},
-	Trusted:   {"control plane trusts old and new", "kubelet trusts old and new"},
-	Switched:  {"control plane signs and serves with the new CA", "kubelet client certificate from the new CA"},
-	Finalized: {"control plane trusts only the new CA", "kubelet trusts only the new CA"},
+// stepNames name each stage's node steps, one per restart group (see
+// stepGroups): kube-apiserver's, the rest of the control plane's, then
+// the kubelet's (the only step on a worker).
+var stepNames = map[Stage][3]string{
+	Prepared:  {"", "distribute the new CAs", ""},
+	Trusted:   {"kube-apiserver trusts the new service-account key", "control plane trusts old and new", "kubelet trusts old and new"},
+	Switched:  {"kube-apiserver signs tokens with the new service-account key", "control plane signs and serves with the new CA", "kubelet client certificate from the new CA"},
+	Finalized: {"kube-apiserver trusts only the new service-account key", "control plane trusts only the new CA", "kubelet trusts only the new CA"},
+}
+
+// stepGroups split a node's rows into the groups that change in steps of
+// their own, in this order: on a control-plane node, what kube-apiserver
+// reads only at start and its manifest (its restart is alone, so it is as
+// short as it can be, and what else restarts finds it serving); then the
+// rest of the control plane's, with kube-controller-manager and the
+// scheduler; then the rows only the kubelet reads. A worker has one group,
+// the kubelet's.
+func stepGroups(n *Node) [3]func(*Artefact) bool {
+	apiserver := func(a *Artefact) bool {
+		return a.readAtStartBy(manifest.KubeAPIServer) || a.Component == manifest.KubeAPIServer
+	}
+	if !n.ControlPlane {
+		return [3]func(*Artefact) bool{nil, nil, func(*Artefact) bool { return true }}
+	}
+	return [3]func(*Artefact) bool{
+		apiserver,
+		func(a *Artefact) bool { return !apiserver(a) && !a.kubeletOnly() },
+		func(a *Artefact) bool { return !apiserver(a) && a.kubeletOnly() },
+	}
 }
 
 // nodeSteps move each node to stage to, one step per node and restart
-// group, from the catalogue rows that change. On a control-plane node the
-// rows that only the kubelet reads change in a step of their own, after
-// the control plane's: kube-controller-manager and the scheduler restart
-// first, then the kubelet. A worker has one step.
+// group (stepGroups), from the catalogue rows that change.
 func (r *Rotation) nodeSteps(nodes []*Node, to Stage) []engine.Step[*Rotation] {
 	var out []engine.Step[*Rotation]
-	kubeletOnly := func(a *Artefact) bool { return a.kubeletOnly() }
-	rest := func(a *Artefact) bool { return !a.kubeletOnly() }
 	for _, n := range nodes {
-		if !n.ControlPlane {
-			if rows := rowsChanging(n, to, nil); len(rows) > 0 {
-				out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][1]))
+		for i, keep := range stepGroups(n) {
+			if keep == nil {
+				continue
 			}
-			continue
-		}
-		if rows := rowsChanging(n, to, rest); len(rows) > 0 {
-			out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][0]))
-		}
-		if rows := rowsChanging(n, to, kubeletOnly); len(rows) > 0 {
-			out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][1]))
+			if rows := rowsChanging(n, to, r.M.roots(), keep); len(rows) > 0 {
+				out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][i]))
+			}
 		}
 	}
 	return out

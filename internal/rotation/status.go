@@ -12,7 +12,7 @@ import (
 // catalogue rows.
 func (r *Rotation) nodeFiles(n *Node) []string {
 	var ps []string
-	for _, a := range rowsOn(n, nil) {
+	for _, a := range rowsOn(n, r.M.roots(), nil) {
 		ps = append(ps, a.path(r.M))
 	}
 	return ps

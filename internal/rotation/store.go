@@ -33,12 +33,19 @@ import (
 type Store struct {
 	Dir *state.Dir
 	Key backup.Key
+	// Roots are the rotation's roots (nil: the default); with the
+	// service-account key, its old and new keys are kept too.
+	Roots Roots
 }
 
 const (
 	originalsFile = "originals.enc"
 	leavesFile    = "leaves.enc"
 	newCANode     = "new-ca" // the new CAs' entries in the backup
+	saKeysFile    = "service-account-keys.enc"
+	// saEntry is the new service-account key's entry in the backup, and
+	// the old and new keys' in saKeysFile.
+	saEntry = "service-account.key"
 )
 
 var rotatedKinds = []model.CAKind{model.ClusterCA, model.FrontProxyCA}
@@ -53,8 +60,14 @@ func (s *Store) BackupPath() string { return s.path(originalsFile) }
 // backup goes last, so that a crash before it leaves Saved false and the
 // material is made again, and a backup once written never changes.
 func (s *Store) files() []string {
-	return []string{s.Dir.Join(state.OldCAs.File()), s.Dir.Join(state.NewCAs.File()), s.path(leavesFile), s.path(originalsFile)}
+	out := []string{s.Dir.Join(state.OldCAs.File()), s.Dir.Join(state.NewCAs.File()), s.path(leavesFile)}
+	if s.rotatesSA() {
+		out = append(out, s.path(saKeysFile))
+	}
+	return append(out, s.path(originalsFile))
 }
+
+func (s *Store) rotatesSA() bool { return s.Roots.Has(RootServiceAccountKey) }
 
 // Saved reports whether the material of a rotation is already kept. It
 // only looks for the files: a damaged file, or one sealed with another key,
@@ -107,6 +120,9 @@ func (s *Store) Save(m *Material, now time.Time) error {
 	if err := backup.Write(s.path(leavesFile), s.Key, backup.Contents{CreatedAt: now, RotationID: m.RotationID, Files: m.leafFiles()}); err != nil {
 		return err
 	}
+	if err := s.saveServiceAccountKeys(m, now); err != nil {
+		return err
+	}
 	if haveBackup {
 		return nil
 	}
@@ -125,6 +141,13 @@ func (s *Store) Save(m *Material, now time.Time) error {
 		c.Files = append(c.Files,
 			backup.File{Node: newCANode, Path: string(k) + ".crt", Mode: 0o644, Content: m.New[k].CertPEM()},
 			backup.File{Node: newCANode, Path: string(k) + ".key", Mode: 0o600, Content: keyPEM})
+	}
+	if s.rotatesSA() {
+		keyPEM, err := m.NewSA.MarshalPEM()
+		if err != nil {
+			return err
+		}
+		c.Files = append(c.Files, backup.File{Node: newCANode, Path: saEntry, Mode: 0o600, Content: keyPEM})
 	}
 	for _, o := range m.Objects {
 		c.Objects = append(c.Objects, o)
@@ -242,6 +265,12 @@ func (s *Store) Load(rotationID string) (*Material, error) {
 		}
 		m.New[k] = ca
 	}
+	m.Roots, m.OneAPIServer = s.Roots, oneAPIServer(m.Originals)
+	if s.rotatesSA() {
+		if err := s.loadServiceAccountKeys(m, orig); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
 }
 
@@ -264,6 +293,15 @@ func (s *Store) DurableKeyCopies(m *Material) (map[string]int, error) {
 				return nil, err
 			}
 			want[side+"/"+string(k)] = b
+		}
+	}
+	if s.rotatesSA() {
+		for side, k := range map[string]pki.PrivateKey{"old": m.OldSA, "new": m.NewSA} {
+			b, err := k.MarshalPEM()
+			if err != nil {
+				return nil, fmt.Errorf("the %s service-account key: %w", side, err)
+			}
+			want[side+"/"+string(model.ServiceAccountCA)] = b
 		}
 	}
 	counts := map[string]int{}
@@ -348,16 +386,24 @@ type Source struct {
 	// Import holds CAs the operator brings, by kind; the others are
 	// generated.
 	Import map[model.CAKind]*pki.CA
-	Now    time.Time
+	// Roots are the roots the rotation changes; nil means the default.
+	Roots Roots
+	// ImportSA is a service-account key the operator brings; SAKeyType,
+	// when set, is the algorithm of the one generated instead (the old
+	// key's by default).
+	ImportSA  pki.PrivateKey
+	SAKeyType pki.KeyAlgorithm
+	Now       time.Time
 }
 
 // NewMaterial reads every file the rotation may touch on every node and
 // the objects it changes, finds the old CAs, makes (or takes) the new ones
 // and reissues every leaf certificate. It changes nothing.
 func NewMaterial(ctx context.Context, src Source) (*Material, error) {
-	m := &Material{RotationID: src.RotationID, Originals: map[fileKey]backup.File{}, Objects: map[string]backup.Object{}, New: map[model.CAKind]*pki.CA{}}
+	m := &Material{RotationID: src.RotationID, Originals: map[fileKey]backup.File{}, Objects: map[string]backup.Object{}, New: map[model.CAKind]*pki.CA{},
+		Roots: src.Roots, OneAPIServer: countControlPlanes(src.Nodes) == 1}
 	for _, n := range src.Nodes {
-		for _, p := range BackupPaths(n.ControlPlane) {
+		for _, p := range BackupPaths(n.ControlPlane, m.roots()) {
 			if err := m.readOriginal(ctx, n, p); err != nil {
 				return nil, err
 			}
@@ -391,10 +437,25 @@ func NewMaterial(ctx context.Context, src Source) (*Material, error) {
 		}
 		m.New[k] = ca
 	}
+	if m.roots().Has(RootServiceAccountKey) {
+		if err := m.newServiceAccountKey(src); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.ReissueLeaves(src.Nodes, src.Now); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+func countControlPlanes(nodes []*Node) int {
+	n := 0
+	for _, nd := range nodes {
+		if nd.ControlPlane {
+			n++
+		}
+	}
+	return n
 }
 
 func caFlagPrefix(k model.CAKind) string {

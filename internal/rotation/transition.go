@@ -37,8 +37,8 @@ type transition struct {
 // rowsChanging are the rows of a node that change between stage to-1 and
 // to, by what they hold at each (Artefact.Holds), so that the steps are
 // the same for every cluster and every resume.
-func rowsChanging(n *Node, to Stage, keep func(*Artefact) bool) []*Artefact {
-	return rowsOn(n, func(a *Artefact) bool {
+func rowsChanging(n *Node, to Stage, roots Roots, keep func(*Artefact) bool) []*Artefact {
+	return rowsOn(n, roots, func(a *Artefact) bool {
 		return a.Holds[to] != a.Holds[to-1] && (keep == nil || keep(a))
 	})
 }
@@ -304,6 +304,11 @@ func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *e
 	for _, p := range waits {
 		if err := r.waitStaticPod(ctx, p.component, t.node.Name, p.hash, p.data); err != nil {
 			return did, err
+		}
+		if p.component == manifest.KubeAPIServer {
+			if err := r.waitAPIServerServing(ctx, t.node, s); err != nil {
+				return did, err
+			}
 		}
 		ch.Changed = true
 		did = append(did, fmt.Sprintf("%s restarted (%s)", p.component, r.since(p.start)))

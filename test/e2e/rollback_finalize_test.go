@@ -196,7 +196,7 @@ func requireFinalizedBytes(t *testing.T, l *lab.Lab, m *rotation.Material) {
 	t.Helper()
 	for _, n := range l.Nodes {
 		rn := &rotation.Node{Name: n.Name, ControlPlane: n.ControlPlane}
-		for _, p := range rotation.BackupPaths(n.ControlPlane) {
+		for _, p := range rotation.BackupPaths(n.ControlPlane, rotation.DefaultRoots()) {
 			want, err := m.At(rn, p, rotation.Finalized)
 			if err != nil {
 				t.Fatal(err)
