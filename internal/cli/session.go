@@ -16,8 +16,8 @@ import (
 	"github.com/carotate/carotate/internal/inventory"
 	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/model"
-	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/node"
+	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 )

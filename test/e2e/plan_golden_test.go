@@ -24,7 +24,7 @@ const updateGoldenEnv = "CAROTATE_UPDATE_GOLDEN"
 // checkPlanGolden prints the plan of a rotation to CAs imported from
 // files, with a state directory of its own, and compares it with
 // testdata/plan-<name>.golden.
-func checkPlanGolden(t *testing.T, r *rotator, name string) {
+func checkPlanGolden(t *testing.T, r *rotator, name string, extra ...string) {
 	t.Helper()
 	dir := t.TempDir()
 	now := time.Now()
@@ -49,7 +49,7 @@ func checkPlanGolden(t *testing.T, r *rotator, name string) {
 	}
 	own := *r
 	own.t, own.stateDir = t, t.TempDir()
-	res := own.run(append([]string{"plan"}, args...)...)
+	res := own.run(append(append([]string{"plan"}, args...), extra...)...)
 	if res.code != 0 {
 		t.Fatalf("plan: exit %d\n%s", res.code, res.stderr)
 	}

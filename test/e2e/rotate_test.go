@@ -271,7 +271,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1") })
+	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1", saRoots) })
 	t.Run("plan --output json is one event per step", func(t *testing.T) {
 		r.t = t
 		res := r.run("plan", "--output", "json")
@@ -299,17 +299,26 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	probes := startProbeRecorder(t, l)
 	lb := startLBClient(t, l)
 	start := time.Now()
+	oldToken := createToken(t, l.Kubeconfig())
 	var outputs, logs []string
-	for _, cmd := range []string{"rotate", "finalize"} {
-		res := r.run(cmd, "--yes")
+	// The service-account key rotates with the CAs. The pods trust
+	// restarted got tokens from the old key (it signs until switch), so a
+	// finalize without --restart-old-token-pods refuses and names them.
+	for _, args := range [][]string{{"rotate", "--yes", saRoots}, {"finalize", "--yes"}, {"finalize", "--yes", "--restart-old-token-pods"}} {
+		res := r.run(args...)
 		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
-		if res.code != 0 {
-			t.Fatalf("%s: exit %d", cmd, res.code)
+		refusal := len(args) == 2 && args[0] == "finalize"
+		switch {
+		case refusal && (res.code == 0 || !strings.Contains(res.stderr, "tokens signed by the old service-account key are in use") || !strings.Contains(res.stderr, "lab-probe/")):
+			t.Fatalf("finalize with old tokens in use: exit %d, want a refusal that names the lab's probe pods:\n%s", res.code, tail(res.stderr, 3000))
+		case !refusal && res.code != 0:
+			t.Fatalf("%s: exit %d", args[0], res.code)
 		}
 	}
 	end := time.Now()
 	lb.close()
 	checkAfterRotation(t, l, r, before, oldAdmin)
+	checkServiceAccountKeyRotated(t, l, oldToken)
 	lb.mu.Lock()
 	t.Logf("REPORT 3+1\nphases: %s\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v\nload balancer: %d ok, %d failed %v",
 		strings.Join(phaseTimes(logs...), ", "), sortedLines(restartCounts(outputs...)), end.Sub(start).Round(time.Second),

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/carotate/carotate/internal/lab"
+	"github.com/carotate/carotate/internal/lab/labtest"
+)
+
+// saRoots rotates the service-account key with the two CAs.
+const saRoots = "--roots=cluster-ca,front-proxy-ca,service-account-key"
+
+// createToken asks the apiserver for a token of the default service
+// account, as `kubectl create token` does, with kubeconfig.
+func createToken(t *testing.T, kubeconfig string) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(labtest.Components(), "kubectl"), "--kubeconfig", kubeconfig,
+		"-n", "default", "create", "token", "default", "--duration", "2h").Output()
+	if err != nil {
+		t.Fatalf("kubectl create token: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// tokenAuthenticates reports whether the apiserver behind kubeconfig
+// authenticates token: a 401 is false; anything the token is merely not
+// allowed to do (403) is true.
+func tokenAuthenticates(t *testing.T, kubeconfig, token string) bool {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.CertData, cfg.KeyData, cfg.CertFile, cfg.KeyFile = nil, nil, "", ""
+	cfg.BearerToken, cfg.Timeout = token, 10*time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cs.CoreV1().ServiceAccounts("default").List(context.Background(), metav1.ListOptions{})
+	switch {
+	case err == nil || apierrors.IsForbidden(err):
+		return true
+	case apierrors.IsUnauthorized(err):
+		return false
+	}
+	t.Fatalf("list service accounts with a token: %v", err)
+	return false
+}
+
+// checkServiceAccountKeyRotated: a token the old key signed is rejected,
+// a new one works.
+func checkServiceAccountKeyRotated(t *testing.T, l *lab.Lab, oldToken string) {
+	newAdmin, _ := l.NodePath(l.ControlPlaneNodes()[0].Name, "/etc/kubernetes/admin.conf")
+	t.Run("a token signed by the old service-account key is rejected", func(t *testing.T) {
+		if tokenAuthenticates(t, newAdmin, oldToken) {
+			t.Error("the apiserver still accepts a token signed by the old sa.key")
+		}
+	})
+	t.Run("a token from kubectl create token works", func(t *testing.T) {
+		if !tokenAuthenticates(t, newAdmin, createToken(t, newAdmin)) {
+			t.Error("the apiserver rejects a token it just issued")
+		}
+	})
+}
