@@ -57,12 +57,25 @@
 // the rows of one node that change at that stage, writing what exists at
 // the stage before the restarts and removing what does not after them.
 //
+// With --roots naming the service-account key, its rows join the same
+// phases (sakey.go, tokens.go). kube-apiserver re-reads none of its key
+// files, so on each control plane it restarts first, in a step of its own,
+// and the next step waits until it serves again behind the balancer:
+//   - trust: first, legacy token Secrets signed by the key in use; then
+//     sa.pub holds old and new (with one control plane, sa.key is new too);
+//   - switch: legacy tokens again; sa.key is the new key (apiserver and
+//     KCM restart); after the control planes, every legacy token Secret is
+//     re-minted by KCM with the new key;
+//   - finalize: no pod may use a projected token the old key signed
+//     (refused and named, or restarted with --restart-old-token-pods);
+//     then sa.pub holds only the new key.
+//
 // Seed steps with no home here yet, and the issue that brings each:
 //   - cloud-controller-manager --root-ca-file, and kube-apiserver
 //     --kubelet-certificate-authority where set (#12, trusting places);
 //   - caBundles of webhooks, APIServices and CRD conversion, and
 //     aggregated API servers that trust the front-proxy CA (#12);
-//   - the service-account signing key (#10) and the etcd CA (#11).
+//   - the etcd CA (#11).
 //
 // A gate after each phase verifies the cluster before the next one.
 // Rollback runs the same steps' undos in reverse, from any stage before
