@@ -15,6 +15,7 @@ import (
 
 	"k8s.io/client-go/util/keyutil"
 
+	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
@@ -371,4 +372,40 @@ func oneAPIServer(orig map[fileKey]backup.File) bool {
 		}
 	}
 	return len(nodes) == 1
+}
+
+// extraServiceAccountKeys are the --service-account-key-file values other
+// than sa.pub on each control plane, "node:path": keys carotate did not
+// write, which stay trusted through and after the rotation.
+func (m *Material) extraServiceAccountKeys() []string {
+	var out []string
+	for k, f := range m.Originals {
+		if k.Path != apiserverManifest {
+			continue
+		}
+		files, err := manifest.FlagValues(k.Node+":"+k.Path, f.Content, "", flagSAKeyFile)
+		if err != nil {
+			continue // NewMaterial refused such a manifest already
+		}
+		for _, p := range files {
+			if p != saPub {
+				out = append(out, k.Node+":"+p)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// serviceAccountKeyDiff shows the key change by type and fingerprint.
+func (m *Material) serviceAccountKeyDiff() engine.Diff {
+	describe := func(k pki.PrivateKey) string {
+		alg, _ := pki.KeyAlgorithmOf(k.Public())
+		fp, _ := pki.PublicKeyFingerprint(k.Public())
+		if len(fp) > 12 {
+			fp = fp[:12]
+		}
+		return fmt.Sprintf("%s, spki %s", alg, fp)
+	}
+	return engine.ObjectDiff("", "new service-account key", describe(m.OldSA), describe(m.NewSA))
 }

@@ -470,3 +470,20 @@ func TestServiceAccountKeysKept(t *testing.T) {
 		t.Errorf("Load with another new key = %v, want a refusal", err)
 	}
 }
+
+// TestExtraServiceAccountKeysListed: verification keys carotate did not
+// write are named for the plan.
+func TestExtraServiceAccountKeysListed(t *testing.T) {
+	m, _ := saFixture(t, true)
+	k := fileKey{"cp-1", apiserverManifest}
+	f := m.Originals[k]
+	f.Content = []byte(strings.Replace(string(f.Content), "    - --service-account-key-file=/etc/kubernetes/pki/sa.pub\n",
+		"    - --service-account-key-file=/etc/kubernetes/pki/sa.pub\n    - --service-account-key-file=/etc/keys/extra.pub\n", 1))
+	m.Originals[k] = f
+	if d := cmp.Diff([]string{"cp-1:/etc/keys/extra.pub"}, m.extraServiceAccountKeys()); d != "" {
+		t.Errorf("extra keys (-want +got):\n%s", d)
+	}
+	if d := m.serviceAccountKeyDiff(); d.After == nil || !strings.Contains(*d.After, "RSA-2048") {
+		t.Errorf("key diff %+v does not name the key type", d)
+	}
+}

@@ -372,6 +372,12 @@ func (r *Rotation) saveMaterialStep() engine.Step[*Rotation] {
 			for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
 				diffs = append(diffs, engine.CertDiff("", "new "+string(k)+" CA", r.M.Old[k].Cert, r.M.New[k].Cert))
 			}
+			if r.M.roots().Has(RootServiceAccountKey) {
+				diffs = append(diffs, r.M.serviceAccountKeyDiff())
+				for _, f := range r.M.extraServiceAccountKeys() {
+					diffs = append(diffs, engine.ObjectDiff(f, "kube-apiserver --service-account-key-file", "not carotate's", "kept, still trusted"))
+				}
+			}
 			return engine.Plan{Summary: fmt.Sprintf("back up %d files and %d objects, sealed, to %s; keep the old and new CAs (sealed) and %d reissued certificates",
 				len(r.M.Originals), len(r.M.Objects), r.Store.BackupPath(), len(r.M.Leaves)), Diffs: diffs}, nil
 		},
