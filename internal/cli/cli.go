@@ -67,9 +67,25 @@ type Env struct {
 
 // Main runs carotate with args and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if s, ok := <-sigs; ok {
+			cancel(&SignalError{Signal: s})
+		}
+	}()
 	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Now: time.Now})
+}
+
+// SignalError is why a run stopped when a signal stopped it: the error a
+// cancelled step returns says only "context canceled".
+type SignalError struct{ Signal os.Signal }
+
+func (e *SignalError) Error() string {
+	return fmt.Sprintf("stopped by %s; run the same command again to resume", e.Signal)
 }
 
 // Execute runs carotate with args in env and returns the exit code: the
@@ -79,6 +95,9 @@ func Execute(ctx context.Context, args []string, env Env) int {
 	root := NewRootCommand(env)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(err, cause) && !errors.Is(cause, context.Canceled) {
+		err = fmt.Errorf("%w\n%w", err, cause)
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "error: %v\n", err)
 	}
