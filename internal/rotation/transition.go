@@ -342,7 +342,20 @@ func (r *Rotation) describe(ctx context.Context, t transition) (engine.Plan, err
 		pl.Diffs = append(pl.Diffs, diffsOf(t.node.Name, a, p, cur, w)...)
 	}
 	for _, c := range t.pods() {
-		pl.Restarts = append(pl.Restarts, engine.Restart{Component: c, Node: t.node.Name})
+		// A manifest that holds the same at both stages restarts nothing
+		// (kube-apiserver's at switch with one control plane).
+		p := manifestOf(c).Path
+		prev, err := r.M.At(t.node, p, t.to-1)
+		if err != nil {
+			return pl, err
+		}
+		next, err := r.M.At(t.node, p, t.to)
+		if err != nil {
+			return pl, err
+		}
+		if !prev.equal(next) {
+			pl.Restarts = append(pl.Restarts, engine.Restart{Component: c, Node: t.node.Name})
+		}
 	}
 	if len(t.kubeletFiles(r.M)) > 0 {
 		pl.Restarts = append(pl.Restarts, engine.Restart{Component: Kubelet, Node: t.node.Name})
