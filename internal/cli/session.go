@@ -36,6 +36,9 @@ type session struct {
 	rot       *rotation.Rotation
 	nodes     []*rotation.Node
 	lock      *rotation.Lock // held by the commands that change the cluster
+	// trust is what the session's API client verifies apiservers with;
+	// the rotation's new CA joins it once the material holds it.
+	trust *trustPool
 	fail      *failpoint.Counter
 }
 
@@ -64,12 +67,16 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 	if err != nil {
 		return nil, err
 	}
+	trust, err := trustLater(cfg)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Wrap(failpoint.Transport(fail, leasesPath))
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, fail: fail}
+	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, fail: fail, trust: trust}
 	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w", ErrIncomplete, err)
@@ -132,6 +139,9 @@ func (s *session) openCluster(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if s.trust != nil {
+		s.trust.add(m.New[model.ClusterCA].Cert)
 	}
 	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Endpoints: endpoints,
 		KubeletRestart: strings.Fields(s.set.kubeletRestart), KubeletLog: strings.Fields(s.set.kubeletLog),

@@ -271,7 +271,21 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1", saRoots) })
+	// With CAROTATE_E2E_SA=1 the service-account key rotates too (see
+	// satoken_test.go); make test leaves it out until it fits the budget.
+	sa := os.Getenv(saScenarioEnv) != ""
+	golden, rotateArgs, finalizes := "3+1", []string{"rotate", "--yes"}, [][]string{{"finalize", "--yes"}}
+	if sa {
+		golden, rotateArgs = "3+1-sa", append(rotateArgs, saRoots)
+		finalizes = [][]string{{"finalize", "--yes"}, {"finalize", "--yes", "--restart-old-token-pods"}}
+	}
+	t.Run("the plan is the golden one", func(t *testing.T) {
+		if sa {
+			checkPlanGolden(t, r, golden, saRoots)
+			return
+		}
+		checkPlanGolden(t, r, golden)
+	})
 	t.Run("plan --output json is one event per step", func(t *testing.T) {
 		r.t = t
 		res := r.run("plan", "--output", "json")
@@ -304,10 +318,10 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	// The service-account key rotates with the CAs. The pods trust
 	// restarted got tokens from the old key (it signs until switch), so a
 	// finalize without --restart-old-token-pods refuses and names them.
-	for _, args := range [][]string{{"rotate", "--yes", saRoots}, {"finalize", "--yes"}, {"finalize", "--yes", "--restart-old-token-pods"}} {
+	for _, args := range append([][]string{rotateArgs}, finalizes...) {
 		res := r.run(args...)
 		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
-		refusal := len(args) == 2 && args[0] == "finalize"
+		refusal := sa && len(args) == 2 && args[0] == "finalize"
 		switch {
 		case refusal && (res.code == 0 || !strings.Contains(res.stderr, "tokens signed by the old service-account key are in use") || !strings.Contains(res.stderr, "lab-probe/")):
 			t.Fatalf("finalize with old tokens in use: exit %d, want a refusal that names the lab's probe pods:\n%s", res.code, tail(res.stderr, 3000))
@@ -318,7 +332,9 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	end := time.Now()
 	lb.close()
 	checkAfterRotation(t, l, r, before, oldAdmin)
-	checkServiceAccountKeyRotated(t, l, oldToken)
+	if sa {
+		checkServiceAccountKeyRotated(t, l, oldToken)
+	}
 	lb.mu.Lock()
 	t.Logf("REPORT 3+1\nphases: %s\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v\nload balancer: %d ok, %d failed %v",
 		strings.Join(phaseTimes(logs...), ", "), sortedLines(restartCounts(outputs...)), end.Sub(start).Round(time.Second),
