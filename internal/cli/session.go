@@ -39,7 +39,7 @@ type session struct {
 	// trust is what the session's API client verifies apiservers with;
 	// the rotation's new CA joins it once the material holds it.
 	trust *trustPool
-	fail      *failpoint.Counter
+	fail  *failpoint.Counter
 }
 
 func (s *session) close() {
