@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func wl(kind, ns, name string, pods int) Workload {
@@ -380,5 +382,33 @@ func TestDecideStartedAfter(t *testing.T) {
 	want := Plan{Restart: []Workload{wl("Deployment", "shop", "web", 1)}}
 	if diff := cmp.Diff(want, got, ignoreReason, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+}
+
+// TestDecidePods: with Pods set, exactly the named running pods count,
+// whenever they started: finalize restarts the pods holding tokens of the
+// old service-account key, and no others.
+func TestDecidePods(t *testing.T) {
+	web := deployment("shop", "web")
+	webRS := replicaSet("shop", "web-6b7f", controllerRef("apps/v1", "Deployment", "web"))
+	kubeProxy := daemonSet("kube-system", "kube-proxy", dsLabel("k8s-app", "kube-proxy"))
+	facts := Facts{
+		DaemonSets:  []appsv1.DaemonSet{kubeProxy},
+		Deployments: []appsv1.Deployment{web},
+		ReplicaSets: []appsv1.ReplicaSet{webRS},
+		Pods: []corev1.Pod{
+			pod("shop", "web-6b7f-a", ownedBy("apps/v1", "ReplicaSet", "web-6b7f"), started(bundleAt.Add(time.Hour))),
+			pod("kube-system", "kube-proxy-b", ownedBy("apps/v1", "DaemonSet", "kube-proxy")),
+			pod("shop", "bare", phase(corev1.PodSucceeded)),
+		},
+	}
+	got := Decide(facts, Options{Annotation: "rot-1/old-tokens", Reason: "token signed by the old service-account key",
+		Pods: map[types.UID]bool{"shop-web-6b7f-a": true, "shop-bare": true}})
+	want := Plan{Restart: []Workload{wl("Deployment", "shop", "web", 1)}}
+	if diff := cmp.Diff(want, got, ignoreReason, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+	if len(got.Restart) == 1 && !strings.Contains(got.Restart[0].Reason, "old service-account key") {
+		t.Errorf("reason %q does not say why", got.Restart[0].Reason)
 	}
 }
