@@ -277,7 +277,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	golden, rotateArgs, finalizes := "3+1", []string{"rotate", "--yes"}, [][]string{{"finalize", "--yes"}}
 	if sa {
 		golden, rotateArgs = "3+1-sa", append(rotateArgs, saRoots)
-		finalizes = [][]string{{"finalize", "--yes"}, {"finalize", "--yes", "--restart-old-token-pods"}}
+		finalizes = [][]string{{"finalize", "--yes", "--restart-old-token-pods"}}
 	}
 	t.Run("the plan is the golden one", func(t *testing.T) {
 		if sa {
@@ -315,18 +315,17 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	start := time.Now()
 	oldToken := createToken(t, l.Kubeconfig())
 	var outputs, logs []string
-	// The service-account key rotates with the CAs. The pods trust
-	// restarted got tokens from the old key (it signs until switch), so a
-	// finalize without --restart-old-token-pods refuses and names them.
 	for _, args := range append([][]string{rotateArgs}, finalizes...) {
 		res := r.run(args...)
 		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
-		refusal := sa && len(args) == 2 && args[0] == "finalize"
-		switch {
-		case refusal && (res.code == 0 || !strings.Contains(res.stderr, "tokens signed by the old service-account key are in use") || !strings.Contains(res.stderr, "lab-probe/")):
-			t.Fatalf("finalize with old tokens in use: exit %d, want a refusal that names the lab's probe pods:\n%s", res.code, tail(res.stderr, 3000))
-		case !refusal && res.code != 0:
+		if res.code != 0 {
 			t.Fatalf("%s: exit %d", args[0], res.code)
+		}
+		// Measured on this lab: every kubelet restarts in switch, after the
+		// apiservers sign with the new key, and a restarted kubelet asks
+		// for every projected token again, so none is old by finalize.
+		if sa && args[0] == "finalize" && !strings.Contains(res.stdout, "no pod uses a token signed by the old key") {
+			t.Errorf("finalize did not pass the old-token gate:\n%s", progressOnly(res.stdout))
 		}
 	}
 	end := time.Now()
