@@ -206,28 +206,45 @@ func checkKubeletRestart(t *testing.T, l *lab.Lab, n lab.Node) {
 		t.Fatal(err)
 	}
 	pidBefore := kubeletPID(t, l, n)
-	restartedAt := time.Now()
 	if out, err := sshRun(l, n, l.KnownHosts(), "systemctl restart kubelet && systemctl is-active kubelet"); err != nil || strings.TrimSpace(out) != "active" {
 		t.Fatalf("node %s: systemctl restart kubelet over ssh: %q, %v", n.Name, out, err)
 	}
+	// The old kubelet has stopped by the time systemctl returns, so a lease
+	// renewed after this moment is the new kubelet's.
+	restartedAt := time.Now()
 	if pidAfter := kubeletPID(t, l, n); pidAfter == pidBefore {
 		t.Fatalf("node %s: kubelet pid %s unchanged after restart", n.Name, pidAfter)
 	}
-	// Ready, with a heartbeat from the new kubelet.
+	// Ready, and the node's lease renewed by the new kubelet. The lease's
+	// renew time has microseconds; a node condition's heartbeat has whole
+	// seconds, and the kubelet posts an unchanged status only every five
+	// minutes, so a heartbeat in the restart's own second looks stale.
+	var why string
 	err = wait.PollUntilContextTimeout(ctx, time.Second, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		lease, err := c.CoordinationV1().Leases("kube-node-lease").Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			why = err.Error()
+			return false, nil
+		}
+		if lease.Spec.RenewTime == nil || !lease.Spec.RenewTime.After(restartedAt) {
+			why = "the lease was not renewed since the restart"
+			return false, nil
+		}
 		node, err := c.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
+			why = err.Error()
 			return false, nil
 		}
 		for _, cond := range node.Status.Conditions {
-			if cond.Type == corev1.NodeReady {
-				return cond.Status == corev1.ConditionTrue && cond.LastHeartbeatTime.After(restartedAt), nil
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return true, nil
 			}
 		}
+		why = "the node is not Ready"
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("node %s not Ready with a fresh heartbeat after the kubelet restart: %v", n.Name, err)
+		t.Fatalf("node %s: not Ready with a lease renewed by the new kubelet within 90s of its restart (%s): %v", n.Name, why, err)
 	}
 }
 
