@@ -86,6 +86,7 @@ package rotation
 
 import (
 	"log/slog"
+	"slices"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -188,10 +189,22 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	if sa {
 		trust = append(trust, r.legacyTokensStep("legacy tokens signed by the key in use, before trust"))
 	}
-	trust = append(trust, r.nodeSteps(cps, Trusted)...)
+	if sa {
+		// Every apiserver trusts the new key before anything else
+		// restarts; a rollback checks here, after the rest is undone,
+		// that no pod still needs the new key (see sarollback.go).
+		trust = append(trust, r.nodeGroupSteps(cps, Trusted, 0)...)
+		trust = append(trust, r.newTokensGoneStep())
+		trust = append(trust, r.nodeGroupSteps(cps, Trusted, 1, 2)...)
+	} else {
+		trust = append(trust, r.nodeSteps(cps, Trusted)...)
+	}
 	trust = append(trust, r.rootCAStep(Trusted), r.clusterInfoStep(Trusted))
 	trust = append(trust, r.nodeSteps(workers, Trusted)...)
 	trust = append(trust, r.workloadsStep())
+	if sa {
+		trust = append(trust, r.signedWithOldKeyStep()) // undone first
+	}
 
 	if sa {
 		switchSteps = append(switchSteps, r.legacyTokensStep("legacy tokens signed by the key in use, before switch"))
@@ -253,10 +266,15 @@ func stepGroups(n *Node) [3]func(*Artefact) bool {
 // nodeSteps move each node to stage to, one step per node and restart
 // group (stepGroups), from the catalogue rows that change.
 func (r *Rotation) nodeSteps(nodes []*Node, to Stage) []engine.Step[*Rotation] {
+	return r.nodeGroupSteps(nodes, to, 0, 1, 2)
+}
+
+// nodeGroupSteps are nodeSteps of only the given restart groups.
+func (r *Rotation) nodeGroupSteps(nodes []*Node, to Stage, groups ...int) []engine.Step[*Rotation] {
 	var out []engine.Step[*Rotation]
 	for _, n := range nodes {
 		for i, keep := range stepGroups(n) {
-			if keep == nil {
+			if keep == nil || !slices.Contains(groups, i) {
 				continue
 			}
 			if rows := rowsChanging(n, to, r.M.roots(), keep); len(rows) > 0 {

@@ -426,6 +426,21 @@ func TestServiceAccountPhases(t *testing.T) {
 	if i, j := idx(fin, "no pod uses a token signed by the old service-account key"), idx(fin, "kube-apiserver trusts only the new service-account key"); i < 0 || j < i {
 		t.Errorf("finalize: the token gate (%d) must come before the apiserver's step (%d)", i, j)
 	}
+	// A rollback undoes trust from the end: the apiservers sign with the
+	// old key first, and the new-token check runs after every other
+	// restart and before any apiserver drops the new key from sa.pub.
+	if i := idx(trust, "kube-apiserver signs with the old service-account key again"); i != len(trust.Steps)-1 {
+		t.Errorf("trust: the rollback's return to the old signing key is step %d of %d, want the last", i, len(trust.Steps))
+	}
+	gate := idx(trust, "no pod uses a token signed by the new service-account key")
+	for i, s := range trust.Steps {
+		switch {
+		case s.Name == "kube-apiserver trusts the new service-account key" && i > gate:
+			t.Errorf("trust: %s's apiserver step (%d) comes after the new-token check (%d)", s.Target.Node, i, gate)
+		case s.Target.Node != "" && s.Name != "kube-apiserver trusts the new service-account key" && i < gate:
+			t.Errorf("trust: %q on %s (%d) comes before the new-token check (%d)", s.Name, s.Target.Node, i, gate)
+		}
+	}
 	r.M.Roots = DefaultRoots()
 	for _, p := range r.Phases() {
 		for _, s := range p.Steps {
@@ -485,5 +500,27 @@ func TestExtraServiceAccountKeysListed(t *testing.T) {
 	}
 	if d := m.serviceAccountKeyDiff(); d.After == nil || !strings.Contains(*d.After, "RSA-2048") {
 		t.Errorf("key diff %+v does not name the key type", d)
+	}
+}
+
+// TestApiserverSignsWithNew: which restart annotation means the running
+// apiserver signs with the new key, the one a rollback must restart first.
+func TestApiserverSignsWithNew(t *testing.T) {
+	for _, one := range []bool{true, false} {
+		m, nodes := saFixture(t, one)
+		r := &Rotation{M: m, Nodes: nodes}
+		id := m.RotationID
+		want := map[string]bool{
+			"":                         false,
+			"r-other/switch":           false,
+			id + "/" + rollbackSigning: false,
+			id + "/trust":              one, // one apiserver signs with the new key from trust
+			id + "/switch":             true,
+		}
+		for restart, w := range want {
+			if got := r.apiserverSignsWithNew(restart); got != w {
+				t.Errorf("one apiserver %v, annotation %q: signs with the new key = %v, want %v", one, restart, got, w)
+			}
+		}
 	}
 }

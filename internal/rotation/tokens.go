@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"sort"
@@ -166,11 +167,18 @@ func (r *Rotation) legacyTokensMinted(ctx context.Context, names []string) bool 
 // oldTokenUsers are the pods whose projected tokens, on any node, the old
 // service-account key signed.
 func (r *Rotation) oldTokenUsers(ctx context.Context) ([]satoken.PodUse, error) {
-	oldKID, err := satoken.KeyID(r.M.OldSA.Public())
+	return r.tokenUsers(ctx, r.M.OldSA.Public(), r.M.NewSA.Public())
+}
+
+// tokenUsers are the pods whose projected tokens, on any node, signer
+// signed rather than other. A key carotate did not write is neither: it
+// stays trusted, and its tokens are not counted.
+func (r *Rotation) tokenUsers(ctx context.Context, signer, other crypto.PublicKey) ([]satoken.PodUse, error) {
+	signerKID, err := satoken.KeyID(signer)
 	if err != nil {
 		return nil, err
 	}
-	newKID, err := satoken.KeyID(r.M.NewSA.Public())
+	otherKID, err := satoken.KeyID(other)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +191,8 @@ func (r *Rotation) oldTokenUsers(ctx context.Context) ([]satoken.PodUse, error) 
 		all = append(all, toks...)
 	}
 	var out []satoken.PodUse
-	for _, u := range satoken.OldKeyUsers(all, oldKID, newKID) {
-		if !u.UnknownKey { // a key carotate did not write stays trusted
+	for _, u := range satoken.OldKeyUsers(all, signerKID, otherKID) {
+		if !u.UnknownKey {
 			out = append(out, u)
 		}
 	}
