@@ -164,7 +164,7 @@ func snapshot(t *testing.T, l *lab.Lab) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, n := range l.Nodes {
-		paths := rotation.BackupPaths(n.ControlPlane, rotation.DefaultRoots())
+		paths := rotation.BackupPaths(n.ControlPlane, rotation.Roots{rotation.RootClusterCA, rotation.RootFrontProxyCA, rotation.RootServiceAccountKey})
 		paths = append(paths, "/etc/kubernetes/manifests/kube-apiserver.yaml")
 		for _, dir := range []string{rotation.CarotateDir, rotation.KubeletPKIDir, rotation.ManifestsDir} {
 			host, err := l.NodePath(n.Name, dir)

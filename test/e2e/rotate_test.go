@@ -145,11 +145,25 @@ func TestRotateOneControlPlane(t *testing.T) {
 		t.FailNow()
 	}
 
+	// The rollback after trust rotates the service-account key too: with
+	// one control plane the apiserver signs with the new key from trust,
+	// so the pods restarted since hold tokens only the new key verifies,
+	// and the rollback must bring them back to the old key's before sa.pub
+	// drops the new one.
 	for _, until := range []string{"prepare", "trust"} {
 		t.Run("rollback after "+until, func(t *testing.T) {
 			r.t = t
-			if res := r.run("rotate", "--yes", "--until", until); res.code != 0 {
+			args := []string{"rotate", "--yes", "--until", until}
+			sa := until == "trust"
+			if sa {
+				args = append(args, saRoots)
+			}
+			if res := r.run(args...); res.code != 0 {
 				t.Fatalf("rotate --until %s: exit %d", until, res.code)
+			}
+			var trustToken string
+			if sa {
+				trustToken = createToken(t, l.Kubeconfig()) // signed by the new key
 			}
 			if rec, _ := r.record(); rec.Phase != until {
 				t.Errorf("record says %q after rotate --until %s", rec.Phase, until)
@@ -166,6 +180,17 @@ func TestRotateOneControlPlane(t *testing.T) {
 			requireSameFiles(t, "after rollback from "+until, before, snapshot(t, l))
 			if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
 				t.Errorf("after rollback from %s: %v", until, err)
+			}
+			if sa {
+				// The probes' own tokens (their pods restarted in trust,
+				// and their kubelets in the rollback) authenticate again.
+				checkProbesSucceedNow(t, l)
+				if tokenAuthenticates(t, l.Kubeconfig(), trustToken) {
+					t.Error("after the rollback the apiserver still accepts a token signed by the new sa.key")
+				}
+				if !tokenAuthenticates(t, l.Kubeconfig(), createToken(t, l.Kubeconfig())) {
+					t.Error("after the rollback the apiserver rejects a token it just issued")
+				}
 			}
 		})
 		r.t = t
@@ -420,6 +445,9 @@ func checkAfterRotation(t *testing.T, l *lab.Lab, r *rotator, before map[string]
 				t.Errorf("%s is left after finalize", k)
 			}
 		}
+	})
+	t.Run("kube-apiserver and kube-controller-manager manifests are what kubeadm renders", func(t *testing.T) {
+		checkKubeadmRenders(t, l)
 	})
 	t.Run("carotate check finds nothing", func(t *testing.T) {
 		report, code := runCheck(t, l, exec.Command(r.bin, "check", "--output", "json", "--kubeconfig", newAdmin), sshEnv(l, l.KnownHosts()))

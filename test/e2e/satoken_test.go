@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -75,4 +76,44 @@ func checkServiceAccountKeyRotated(t *testing.T, l *lab.Lab, oldToken string) {
 			t.Error("the apiserver rejects a token it just issued")
 		}
 	})
+}
+
+// checkProbesSucceedNow wants every probe to succeed now, not only to
+// have succeeded once: over 12 s its successes grow and its failures do
+// not. A pod whose token no apiserver verifies any more fails every
+// request. It retries, within two minutes, a probe whose pod restarted
+// in between.
+func checkProbesSucceedNow(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	for _, n := range l.Nodes {
+		for _, workload := range []string{lab.ProbeDaemonSet, lab.ProbeDeployment} {
+			var why string
+			ok := false
+			for deadline := time.Now().Add(2 * time.Minute); !ok && time.Now().Before(deadline); {
+				a, err := l.ProbeReport(n.Name, workload)
+				if err != nil {
+					why = err.Error()
+					time.Sleep(2 * time.Second)
+					continue
+				}
+				time.Sleep(12 * time.Second)
+				b, err := l.ProbeReport(n.Name, workload)
+				switch {
+				case err != nil:
+					why = err.Error()
+				case b.Pod != a.Pod || b.Runs != a.Runs:
+					why = "the probe's pod restarted"
+				case b.Failed > a.Failed:
+					why = fmt.Sprintf("%d request(s) failed in 12 s", b.Failed-a.Failed)
+				case b.OK <= a.OK:
+					why = "no request succeeded in 12 s"
+				default:
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("node %s: probe %s does not succeed now: %s", n.Name, workload, why)
+			}
+		}
+	}
 }
