@@ -39,25 +39,29 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 	if err != nil {
 		return err
 	}
-	s.finished(res)
+	s.finished(res, c.Output)
 	if sel.Command == rotation.Rotate {
 		s.notRotated(c.Output)
 	}
 	return nil
 }
 
-// notRotated says which roots the rotation leaves alone: on stdout with
-// the text output, on stderr with JSON, whose stdout is events only.
+// notRotated says which roots the rotation leaves alone.
 func (s *session) notRotated(output string) {
 	note := rotation.NotRotatedNote(s.lc.Roots())
 	if note == "" {
 		return
 	}
-	w := s.o.Out
+	fmt.Fprintln(s.summaryOut(output), note)
+}
+
+// summaryOut is where the lines after the steps go: stdout with the text
+// output, stderr with JSON, whose stdout is events only.
+func (s *session) summaryOut(output string) io.Writer {
 	if output == OutputJSON {
-		w = s.o.ErrOut
+		return s.o.ErrOut
 	}
-	fmt.Fprintln(w, note)
+	return s.o.Out
 }
 
 // newReporter prints progress as text or as one JSON event per line.
@@ -80,8 +84,8 @@ func (s *session) failpoints() engine.Hook {
 }
 
 // finished says where the rotation stands after the phases ran.
-func (s *session) finished(res rotation.Result) {
-	out, id, took := s.o.Out, s.lc.Record.RotationID, res.Took.Round(time.Second)
+func (s *session) finished(res rotation.Result, output string) {
+	out, id, took := s.summaryOut(output), s.lc.Record.RotationID, res.Took.Round(time.Second)
 	switch res.State {
 	case rotation.RolledBack:
 		fmt.Fprintf(out, "Rolled back rotation %s in %s: the cluster uses the old CAs again. The backup stays in %s.\n", id, took, s.rot.Store.BackupPath())

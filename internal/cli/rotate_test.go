@@ -98,3 +98,25 @@ func TestNotRotatedNote(t *testing.T) {
 		})
 	}
 }
+
+// TestFinishedSummaryOut: the summary after the steps goes to stdout with
+// the text output and to stderr with JSON, whose stdout stays events only.
+func TestFinishedSummaryOut(t *testing.T) {
+	for _, output := range []string{OutputText, OutputJSON} {
+		t.Run(output, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			s := &session{
+				o:  &rotationOptions{IOStreams: IOStreams{Out: &stdout, ErrOut: &stderr}},
+				lc: &rotation.Lifecycle{Record: state.Record{RotationID: "r-test"}},
+			}
+			s.finished(rotation.Result{State: rotation.SwitchDone}, output)
+			want, other := &stdout, &stderr
+			if output == OutputJSON {
+				want, other = &stderr, &stdout
+			}
+			if !strings.Contains(want.String(), "run: carotate finalize") || other.Len() != 0 {
+				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+			}
+		})
+	}
+}
