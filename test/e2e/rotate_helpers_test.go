@@ -370,7 +370,7 @@ func (c *lbClient) close() {
 // component and node, and the workloads restarted.
 func restartCounts(outputs ...string) map[string]int {
 	re := regexp.MustCompile(`^\[(\w+)\] (\S+): .*`)
-	comp := regexp.MustCompile(`(kube-controller-manager|kube-scheduler|kubelet) restarted`)
+	comp := regexp.MustCompile(`(kube-apiserver|kube-controller-manager|kube-scheduler|kubelet) restarted`)
 	wl := regexp.MustCompile(`(\d+) restarted, (\d+) evicted`)
 	out := map[string]int{}
 	for _, o := range outputs {

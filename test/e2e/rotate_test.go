@@ -296,21 +296,11 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// With CAROTATE_E2E_SA=1 the service-account key rotates too (see
-	// satoken_test.go); make test leaves it out until it fits the budget.
-	sa := os.Getenv(saScenarioEnv) != ""
-	golden, rotateArgs, finalizes := "3+1", []string{"rotate", "--yes"}, [][]string{{"finalize", "--yes"}}
-	if sa {
-		golden, rotateArgs = "3+1-sa", append(rotateArgs, saRoots)
-		finalizes = [][]string{{"finalize", "--yes", "--restart-old-token-pods"}}
-	}
-	t.Run("the plan is the golden one", func(t *testing.T) {
-		if sa {
-			checkPlanGolden(t, r, golden, saRoots)
-			return
-		}
-		checkPlanGolden(t, r, golden)
-	})
+	// The 3+1 rotation rotates the service-account key with the two CAs
+	// (see satoken_test.go); the 1+2 one rotates the default roots.
+	rotateArgs := []string{"rotate", "--yes", saRoots}
+	finalizes := [][]string{{"finalize", "--yes", "--restart-old-token-pods"}}
+	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1-sa", saRoots) })
 	t.Run("plan --output json is one event per step", func(t *testing.T) {
 		r.t = t
 		res := r.run("plan", "--output", "json")
@@ -349,16 +339,14 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		// Measured on this lab: every kubelet restarts in switch, after the
 		// apiservers sign with the new key, and a restarted kubelet asks
 		// for every projected token again, so none is old by finalize.
-		if sa && args[0] == "finalize" && !strings.Contains(res.stdout, "no pod uses a token signed by the old key") {
+		if args[0] == "finalize" && !strings.Contains(res.stdout, "no pod uses a token signed by the old key") {
 			t.Errorf("finalize did not pass the old-token gate:\n%s", progressOnly(res.stdout))
 		}
 	}
 	end := time.Now()
 	lb.close()
 	checkAfterRotation(t, l, r, before, oldAdmin)
-	if sa {
-		checkServiceAccountKeyRotated(t, l, oldToken)
-	}
+	checkServiceAccountKeyRotated(t, l, oldToken)
 	lb.mu.Lock()
 	t.Logf("REPORT 3+1\nphases: %s\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v\nload balancer: %d ok, %d failed %v",
 		strings.Join(phaseTimes(logs...), ", "), sortedLines(restartCounts(outputs...)), end.Sub(start).Round(time.Second),

@@ -18,9 +18,6 @@ import (
 	"github.com/carotate/carotate/internal/lab/labtest"
 )
 
-// saScenarioEnv turns on the service-account key in the 3+1 rotation.
-const saScenarioEnv = "CAROTATE_E2E_SA"
-
 // saRoots rotates the service-account key with the two CAs.
 const saRoots = "--roots=cluster-ca,front-proxy-ca,service-account-key"
 
