@@ -85,6 +85,7 @@
 package rotation
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 	"time"
@@ -93,6 +94,8 @@ import (
 
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/manifest"
+	"github.com/carotate/carotate/internal/node"
+	"github.com/carotate/carotate/internal/satoken"
 )
 
 // Timeouts bound every wait.
@@ -133,6 +136,10 @@ type Rotation struct {
 	Sleep           func(time.Duration)
 	Timeouts        Timeouts
 	Log             *slog.Logger
+
+	// scanTokens reads a node's projected tokens; satoken.Scan unless a
+	// test sets it.
+	scanTokens func(context.Context, node.Executor) ([]satoken.Token, error)
 }
 
 func (r *Rotation) now() time.Time {

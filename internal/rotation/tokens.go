@@ -182,9 +182,13 @@ func (r *Rotation) tokenUsers(ctx context.Context, signer, other crypto.PublicKe
 	if err != nil {
 		return nil, err
 	}
+	scan := r.scanTokens
+	if scan == nil {
+		scan = satoken.Scan
+	}
 	var all []satoken.Token
 	for _, n := range r.Nodes {
-		toks, err := satoken.Scan(ctx, n.Exec)
+		toks, err := scan(ctx, n.Exec)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: read which keys signed its pods' tokens: %w", n.Name, err)
 		}
