@@ -23,7 +23,7 @@ func TestOldTokensGate(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	tok := func(node, ns, pod, uid, kid string) satoken.Token {
 		return satoken.Token{Node: node, Namespace: ns, Pod: pod, ServiceAccount: "default", PodUID: uid, KeyID: kid,
-			Path: "/var/lib/kubelet/pods/" + uid + "/volumes/kubernetes.io~projected/kube-api-access/token",
+			Path:     "/var/lib/kubelet/pods/" + uid + "/volumes/kubernetes.io~projected/kube-api-access/token",
 			IssuedAt: now.Add(-10 * time.Minute), Expiry: now.Add(50 * time.Minute)}
 	}
 	tests := []struct {
