@@ -83,16 +83,24 @@ func (s *session) failpoints() engine.Hook {
 	}
 }
 
+// rotated names what the rotation replaces, for the summary.
+func (s *session) rotated() string {
+	if s.lc.Roots().Has(rotation.RootServiceAccountKey) {
+		return "CAs and service-account key"
+	}
+	return "CAs"
+}
+
 // finished says where the rotation stands after the phases ran.
 func (s *session) finished(res rotation.Result, output string) {
 	out, id, took := s.summaryOut(output), s.lc.Record.RotationID, res.Took.Round(time.Second)
 	switch res.State {
 	case rotation.RolledBack:
-		fmt.Fprintf(out, "Rolled back rotation %s in %s: the cluster uses the old CAs again. The backup stays in %s.\n", id, took, s.rot.Store.BackupPath())
+		fmt.Fprintf(out, "Rolled back rotation %s in %s: the cluster uses the old %s again. The backup stays in %s.\n", id, took, s.rotated(), s.rot.Store.BackupPath())
 	case rotation.Completed:
 		newCA := s.rot.M.New[model.ClusterCA].Cert
-		fmt.Fprintf(out, "Finalized rotation %s in %s. The old CAs are distrusted everywhere.\nJoin new nodes with --discovery-token-ca-cert-hash %s\nThe backup stays in %s until you remove it.\n",
-			id, took, pki.DiscoveryHash(newCA), s.rot.Store.BackupPath())
+		fmt.Fprintf(out, "Finalized rotation %s in %s. The old %s are distrusted everywhere.\nJoin new nodes with --discovery-token-ca-cert-hash %s\nThe backup stays in %s until you remove it.\n",
+			id, took, s.rotated(), pki.DiscoveryHash(newCA), s.rot.Store.BackupPath())
 	case rotation.SwitchDone:
 		fmt.Fprintf(out, "Rotation %s has switched to the new CAs in %s. The old CAs are still trusted by every component.\n", id, took)
 		fmt.Fprintf(out, "Still depending on the old CA: client certificates issued outside carotate (user kubeconfigs, CSRs signed before the switch) and anything that pins the old CA.\n")
