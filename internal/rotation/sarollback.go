@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/types"
-
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/satoken"
-	"github.com/carotate/carotate/internal/workload"
 )
 
 // A rollback of the service-account key must not strand the tokens the new
@@ -35,14 +32,8 @@ import (
 const rollbackSigning = "rollback-signing"
 
 func (r *Rotation) signedWithOldKeyStep() engine.Step[*Rotation] {
-	return engine.Step[*Rotation]{
-		Name:   "kube-apiserver signs with the old service-account key again",
-		Target: engine.Target{Object: "kube-apiserver on every control plane"},
-		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
-			return true, "only rollback restarts it here", nil
-		},
-		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) { return engine.Change{}, nil },
-		Undo: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+	return rollbackOnly("kube-apiserver signs with the old service-account key again", "kube-apiserver on every control plane",
+		"only rollback restarts it here", func(ctx context.Context, r *Rotation) (engine.Change, error) {
 			var ch engine.Change
 			var did []string
 			for _, n := range r.controlPlanes() {
@@ -59,7 +50,20 @@ func (r *Rotation) signedWithOldKeyStep() engine.Step[*Rotation] {
 			}
 			ch.Changed, ch.Detail = true, strings.Join(did, "; ")
 			return ch, nil
+		})
+}
+
+// rollbackOnly is a step that does nothing in rotate and finalize (its
+// check says why, in the plan) and undo in a rollback.
+func rollbackOnly(name, object, why string, undo func(context.Context, *Rotation) (engine.Change, error)) engine.Step[*Rotation] {
+	return engine.Step[*Rotation]{
+		Name:   name,
+		Target: engine.Target{Object: object},
+		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
+			return true, why, nil
 		},
+		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) { return engine.Change{}, nil },
+		Undo:  undo,
 	}
 }
 
@@ -136,24 +140,13 @@ func (r *Rotation) signWithOldKey(ctx context.Context, n *Node, ch *engine.Chang
 // every pod's token verified, and it cannot wait up to 48 minutes for
 // the kubelets.
 func (r *Rotation) newTokensGoneStep() engine.Step[*Rotation] {
-	return engine.Step[*Rotation]{
-		Name:   "no pod uses a token signed by the new service-account key",
-		Target: engine.Target{Object: "projected service-account tokens on every node"},
-		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
-			return true, "only rollback checks here", nil
-		},
-		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) { return engine.Change{}, nil },
-		Undo: func(ctx context.Context, r *Rotation) (engine.Change, error) {
+	return rollbackOnly("no pod uses a token signed by the new service-account key", "projected service-account tokens on every node",
+		"only rollback checks here", func(ctx context.Context, r *Rotation) (engine.Change, error) {
 			users, err := r.newTokenUsers(ctx)
 			if err != nil || len(users) == 0 {
 				return engine.Change{}, err
 			}
-			pods := map[types.UID]bool{}
-			for _, u := range users {
-				pods[types.UID(u.PodUID)] = true
-			}
-			res, err := workload.Restart(ctx, r.Client, workload.Options{Annotation: r.M.RotationID + "/new-tokens", Pods: pods,
-				Reason: "token signed by the new service-account key, which the rollback removes", RolloutTimeout: r.timeouts().Rollout})
+			res, err := r.restartTokenPods(ctx, users, "new")
 			if err != nil {
 				return engine.Change{}, err
 			}
@@ -167,8 +160,7 @@ func (r *Rotation) newTokensGoneStep() engine.Step[*Rotation] {
 				return engine.Change{Changed: true}, fmt.Errorf("these pods still use tokens signed by the new service-account key after their restart, and the rollback would leave them unverified:\n%s\nlook at whether every apiserver signs with the old key (its mirror pod's %s annotation), then run rollback again", strings.Join(names, "\n"), RestartAnnotation)
 			}
 			return engine.Change{Changed: true, Detail: fmt.Sprintf("%d restarted, %d evicted for tokens signed by the new key", res.Restarted, res.Evicted)}, nil
-		},
-	}
+		})
 }
 
 // newTokenUsers are the pods whose projected tokens the new key signed.

@@ -255,12 +255,7 @@ func (r *Rotation) oldTokensError(users []satoken.PodUse) error {
 }
 
 func (r *Rotation) restartOldTokenPods(ctx context.Context, users []satoken.PodUse) (engine.Change, error) {
-	pods := map[types.UID]bool{}
-	for _, u := range users {
-		pods[types.UID(u.PodUID)] = true
-	}
-	res, err := workload.Restart(ctx, r.Client, workload.Options{Annotation: r.M.RotationID + "/old-tokens", Pods: pods,
-		Reason: "token signed by the old service-account key", RolloutTimeout: r.timeouts().Rollout})
+	res, err := r.restartTokenPods(ctx, users, "old")
 	if err != nil {
 		return engine.Change{}, err
 	}
@@ -272,4 +267,16 @@ func (r *Rotation) restartOldTokenPods(ctx context.Context, users []satoken.PodU
 		return engine.Change{Changed: true}, r.oldTokensError(left)
 	}
 	return engine.Change{Changed: true, Detail: fmt.Sprintf("%d restarted, %d evicted for tokens signed by the old key", res.Restarted, res.Evicted)}, nil
+}
+
+// restartTokenPods restarts the pods of users through their workloads
+// (PodDisruptionBudgets respected); which ("old" or "new") names the key
+// that signed their tokens, in the restart annotation and the reason.
+func (r *Rotation) restartTokenPods(ctx context.Context, users []satoken.PodUse, which string) (workload.Result, error) {
+	pods := map[types.UID]bool{}
+	for _, u := range users {
+		pods[types.UID(u.PodUID)] = true
+	}
+	return workload.Restart(ctx, r.Client, workload.Options{Annotation: r.M.RotationID + "/" + which + "-tokens", Pods: pods,
+		Reason: "token signed by the " + which + " service-account key", RolloutTimeout: r.timeouts().Rollout})
 }
