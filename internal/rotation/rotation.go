@@ -20,7 +20,8 @@
 //     certificate = the one matching the key); every kubeconfig trusts
 //     old+new; KCM and the scheduler restart (they read their kubeconfigs
 //     and --root-ca-file only at start); then the kubelet restarts.
-//     kube-apiserver reloads its trust files itself and never restarts.
+//     kube-apiserver reloads its trust files itself and restarts only when
+//     the service-account key rotates too (sakey.go, sarollback.go).
 //  2. Wait until every namespace's kube-root-ca.crt holds old+new.
 //  3. cluster-info holds old+new, so joins with either hash work.
 //  4. Workers, in parallel: ca.crt (the kubelet's clientCAFile, reloaded)
