@@ -288,16 +288,20 @@ func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *e
 		if err != nil {
 			return nil, err
 		}
-		hash := ""
 		if changed {
-			ch.Changed, ch.Files, hash = true, append(ch.Files, fc), before.Hash
+			// No read of the mirror pod here: with one control plane the
+			// apiserver that would answer is kube-apiserver itself, which
+			// the kubelet may already be stopping (the wait rides that out).
+			ch.Changed, ch.Files = true, append(ch.Files, fc)
+			waits = append(waits, pending{component: c, hash: before.Hash, data: w.Data, start: r.now()})
+			continue
 		}
 		running, _, err := r.staticPodRunning(ctx, c, t.node.Name, w.Data)
 		if err != nil {
 			return nil, err
 		}
-		if changed || !running {
-			waits = append(waits, pending{component: c, hash: hash, data: w.Data, start: r.now()})
+		if !running {
+			waits = append(waits, pending{component: c, data: w.Data, start: r.now()})
 		}
 	}
 	var did []string
