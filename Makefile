@@ -24,6 +24,7 @@ all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/carotate ./cmd/carotate
+	ln -sf carotate bin/kubectl-carotate
 	$(GO) build -o bin/lab ./cmd/lab
 	CGO_ENABLED=0 $(GO) build -o bin/probe ./cmd/probe
 

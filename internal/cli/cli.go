@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -63,6 +65,9 @@ type Env struct {
 	Now func() time.Time
 	// Gather observes the cluster; DefaultGather when nil.
 	Gather Gatherer
+	// Program is the name help shows: "carotate", or "kubectl carotate"
+	// when kubectl runs the binary as its plugin (see ProgramName).
+	Program string
 }
 
 // Main runs carotate with args and returns the process exit code.
@@ -77,7 +82,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			cancel(&SignalError{Signal: s})
 		}
 	}()
-	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Now: time.Now})
+	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Now: time.Now, Program: ProgramName(os.Args[0])})
+}
+
+// ProgramName is what carotate is called when run as argv0: kubectl runs
+// a plugin as kubectl-NAME on $PATH, and its help then reads "kubectl
+// carotate" (bin/kubectl-carotate, which `make build` links).
+func ProgramName(argv0 string) string {
+	if strings.TrimSuffix(filepath.Base(argv0), ".exe") == "kubectl-carotate" {
+		return "kubectl carotate"
+	}
+	return "carotate"
 }
 
 // SignalError is why a run stopped when a signal stopped it: the error a
@@ -133,6 +148,9 @@ func (e Env) withDefaults() Env {
 	if e.Gather == nil {
 		e.Gather = DefaultGather
 	}
+	if e.Program == "" {
+		e.Program = "carotate"
+	}
 	return e
 }
 
@@ -151,6 +169,7 @@ func NewRootCommand(env Env) *cobra.Command {
 		Short:         "Rotate the certificate authorities of a kubeadm-style Kubernetes cluster",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: env.Program},
 	}
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"runtime/debug"
 	"strings"
@@ -71,5 +72,34 @@ func TestUnknownCommandFails(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "no-such-command") {
 		t.Errorf("stderr %q does not name the unknown command", stderr.String())
+	}
+}
+
+// TestKubectlPlugin: run as kubectl-carotate, the help says "kubectl
+// carotate", for the root and for each command; under any other name it
+// says "carotate".
+func TestKubectlPlugin(t *testing.T) {
+	for argv0, want := range map[string]string{
+		"/usr/local/bin/kubectl-carotate": "kubectl carotate",
+		"kubectl-carotate.exe":            "kubectl carotate",
+		"/usr/local/bin/carotate":         "carotate",
+		"./bin/kubectl-carotate-old":      "carotate",
+	} {
+		if got := ProgramName(argv0); got != want {
+			t.Errorf("ProgramName(%q) = %q, want %q", argv0, got, want)
+		}
+	}
+	for _, args := range [][]string{{"--help"}, {"plan", "--help"}} {
+		var stdout bytes.Buffer
+		if code := Execute(context.Background(), args, Env{Stdout: &stdout, Program: "kubectl carotate"}); code != ExitOK {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		want := "kubectl carotate [command]"
+		if args[0] == "plan" {
+			want = "kubectl carotate plan [flags]"
+		}
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("%v: the help does not say %q:\n%s", args, want, stdout.String())
+		}
 	}
 }

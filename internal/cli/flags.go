@@ -24,6 +24,8 @@ const (
 	EnvSSHUser       = "CAROTATE_SSH_USER"
 	EnvSSHKey        = "CAROTATE_SSH_KEY"         // one path, or several separated by ':'
 	EnvSSHKnownHosts = "CAROTATE_SSH_KNOWN_HOSTS" // likewise
+	EnvStateDir      = "CAROTATE_STATE_DIR"
+	EnvBackupKey     = "CAROTATE_BACKUP_KEY"
 )
 
 // Output formats.
@@ -133,17 +135,28 @@ func splitPathList(s string) []string {
 type StateFlags struct {
 	StateDir      string
 	BackupKeyFile string
+
+	stateDirFrom string // what set StateDir, for errors: the flag or the variable
 }
 
 // AddFlags registers --state-dir and --backup-key.
 func (s *StateFlags) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&s.StateDir, "state-dir", s.StateDir, "where rotation state, journal and backups live (default $XDG_STATE_HOME/carotate or ~/.local/state/carotate)")
-	f.StringVar(&s.BackupKeyFile, "backup-key", s.BackupKeyFile, "file with the key that seals the backup and the CA keys, kept apart from --state-dir; a new rotation creates it 0600 if missing, a rotation in progress uses the one it was started with")
+	f.StringVar(&s.StateDir, "state-dir", s.StateDir, "where rotation state, journal and backups live (default: $"+EnvStateDir+", else $XDG_STATE_HOME/carotate or ~/.local/state/carotate)")
+	f.StringVar(&s.BackupKeyFile, "backup-key", s.BackupKeyFile, "file with the key that seals the backup and the CA keys, kept apart from --state-dir; a new rotation creates it 0600 if missing, a rotation in progress uses the one it was started with (default: $"+EnvBackupKey+")")
 }
 
-// Complete puts the state directory at its default when none is given.
-func (s *StateFlags) Complete() error {
+// Complete fills what the flags left empty from the environment, and puts
+// the state directory at its default when neither gives one.
+func (s *StateFlags) Complete(getenv func(string) string) error {
+	s.stateDirFrom = "--state-dir"
+	if s.BackupKeyFile == "" {
+		s.BackupKeyFile = getenv(EnvBackupKey)
+	}
 	if s.StateDir != "" {
+		return nil
+	}
+	if s.StateDir = getenv(EnvStateDir); s.StateDir != "" {
+		s.stateDirFrom = "$" + EnvStateDir
 		return nil
 	}
 	d, err := state.DefaultRoot()
@@ -158,7 +171,11 @@ func (s *StateFlags) Complete() error {
 // state again from wherever it is resumed.
 func (s *StateFlags) Validate() error {
 	if !filepath.IsAbs(s.StateDir) {
-		return fmt.Errorf("--state-dir %q must be an absolute path", s.StateDir)
+		from := s.stateDirFrom
+		if from == "" {
+			from = "--state-dir"
+		}
+		return fmt.Errorf("%s %q must be an absolute path", from, s.StateDir)
 	}
 	return nil
 }

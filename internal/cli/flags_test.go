@@ -87,3 +87,42 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 		}
 	}
 }
+
+// TestStateFromTheEnvironment: $CAROTATE_STATE_DIR and
+// $CAROTATE_BACKUP_KEY fill what the flags leave empty, a flag wins, and
+// a relative directory from the variable is refused by the variable's name.
+func TestStateFromTheEnvironment(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	tests := []struct {
+		name        string
+		flags       StateFlags
+		vars        map[string]string
+		dir, key    string
+		invalidWant string
+	}{
+		{"variables only", StateFlags{}, map[string]string{EnvStateDir: "/srv/carotate", EnvBackupKey: "/media/key"}, "/srv/carotate", "/media/key", ""},
+		{"flags win", StateFlags{StateDir: "/a", BackupKeyFile: "/b"}, map[string]string{EnvStateDir: "/srv/carotate", EnvBackupKey: "/media/key"}, "/a", "/b", ""},
+		{"relative from the variable", StateFlags{}, map[string]string{EnvStateDir: "state"}, "state", "", `$CAROTATE_STATE_DIR "state" must be an absolute path`},
+		{"relative from the flag", StateFlags{StateDir: "state"}, map[string]string{EnvStateDir: "/srv/carotate"}, "state", "", `--state-dir "state" must be an absolute path`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.flags
+			if err := s.Complete(env(tt.vars)); err != nil {
+				t.Fatal(err)
+			}
+			if s.StateDir != tt.dir || s.BackupKeyFile != tt.key {
+				t.Errorf("state dir %q, backup key %q; want %q, %q", s.StateDir, s.BackupKeyFile, tt.dir, tt.key)
+			}
+			err := s.Validate()
+			switch {
+			case tt.invalidWant == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.invalidWant != "" && (err == nil || err.Error() != tt.invalidWant):
+				t.Errorf("error %v, want %q", err, tt.invalidWant)
+			}
+		})
+	}
+}

@@ -20,17 +20,23 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 	if err := s.lc.Preflight(s.cluster, c.AllowUnready); err != nil {
 		return err
 	}
-	if !sel.Rollback() && c.Output != OutputJSON {
-		fmt.Fprintf(o.Out, "Plan for rotation %s:\n", s.lc.Record.RotationID)
-		if err := s.rot.Plan(ctx, sel, newReporter(c.Output, o.Out)); err != nil {
-			return err
+	if !sel.Rollback() {
+		if err := s.rot.EtcdPreflight(ctx); err != nil {
+			return fmt.Errorf("%w: %w", rotation.ErrRefused, err)
 		}
 	}
-	if err := o.confirm(sel.Command, c.Yes); err != nil {
+	if !sel.Rollback() && c.Output != OutputJSON {
+		fmt.Fprintf(o.Out, "Plan for rotation %s:\n", s.lc.Record.RotationID)
+		if err := s.rot.Plan(ctx, sel, s.reporter(c.Output)); err != nil {
+			return err
+		}
+		s.outage(c.Output)
+	}
+	if err := o.confirm(sel.Command, c.Yes, c.Output); err != nil {
 		return err
 	}
 	res, err := s.lc.Run(ctx, s.rot, sel, rotation.RunOptions{
-		Reporter:    newReporter(c.Output, o.Out),
+		Reporter:    s.reporter(c.Output),
 		Parallelism: c.Parallelism,
 		Lock:        s.lock,
 		Hook:        s.failpoints(),
@@ -55,6 +61,14 @@ func (s *session) notRotated(output string) {
 	fmt.Fprintln(s.summaryOut(output), note)
 }
 
+// outage says, before --yes, when the rotation will make the API
+// unavailable (one control plane, and kube-apiserver or etcd restarts).
+func (s *session) outage(output string) {
+	if note := s.rot.OutageNote(); note != "" {
+		fmt.Fprintln(s.summaryOut(output), note)
+	}
+}
+
 // summaryOut is where the lines after the steps go: stdout with the text
 // output, stderr with JSON, whose stdout is events only.
 func (s *session) summaryOut(output string) io.Writer {
@@ -64,12 +78,13 @@ func (s *session) summaryOut(output string) io.Writer {
 	return s.o.Out
 }
 
-// newReporter prints progress as text or as one JSON event per line.
-func newReporter(output string, w io.Writer) engine.Reporter {
+// reporter prints progress on stdout as text, or as one JSON event per
+// line that names the rotation.
+func (s *session) reporter(output string) engine.Reporter {
 	if output == OutputJSON {
-		return &engine.JSONReporter{W: w}
+		return &engine.JSONReporter{W: s.o.Out, Rotation: s.lc.Record.RotationID, Now: s.o.now}
 	}
-	return &engine.HumanReporter{W: w}
+	return &engine.HumanReporter{W: s.o.Out}
 }
 
 // failpoints tells the failpoints which phase the run is in, just before

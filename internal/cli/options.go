@@ -86,7 +86,7 @@ func (o *rotationOptions) Complete(env Env, flags *pflag.FlagSet) error {
 	if err := o.NodeFlags.Complete(env, flags); err != nil {
 		return err
 	}
-	return o.StateFlags.Complete()
+	return o.StateFlags.Complete(o.getenv)
 }
 
 // rotationSettings are what a command sets of the rotation it builds. A
@@ -128,7 +128,10 @@ func (o *rotationOptions) run(ctx context.Context, req rotation.Request, set rot
 		return nil
 	}
 	if req.Command.Mutates() {
-		lk, err := rotation.TakeLock(ctx, s.cs, s.lc.Record.RotationID, rotation.LockOptions{
+		// Not :=, which would declare an err of this block: the deferred
+		// Explain must change the err this function returns.
+		var lk *rotation.Lock
+		lk, err = rotation.TakeLock(ctx, s.lockCS, s.lc.Record.RotationID, rotation.LockOptions{
 			ForceUnlock: forceUnlock, Progress: func(msg string) { fmt.Fprintln(o.ErrOut, msg) }, Log: o.logger})
 		if err != nil {
 			return err
@@ -206,15 +209,27 @@ func addReloadWaitFlag(f *pflag.FlagSet, p *time.Duration) {
 	f.DurationVar(p, "reload-wait", *p, "how long kube-apiserver may take to re-read apiserver-kubelet-client.crt before finalize")
 }
 
-// confirm needs --yes, or the command's name typed on a terminal.
-func (o *rotationOptions) confirm(command rotation.Command, yes bool) error {
+// confirm needs --yes, or the command's name typed on a terminal. With
+// JSON output the prompt goes to stderr, and no plan was shown above.
+func (o *rotationOptions) confirm(command rotation.Command, yes bool, output string) error {
 	if yes {
 		return nil
 	}
 	if o.interactive == nil || !o.interactive() {
-		return fmt.Errorf("%w: %s changes the cluster; review the plan above and pass --yes", ErrRefused, command)
+		switch {
+		case command != rotation.Rollback && output != OutputJSON:
+			return fmt.Errorf("%w: %s changes the cluster; review the plan above and pass --yes", ErrRefused, command)
+		case command == rotation.Rollback:
+			return fmt.Errorf("%w: %s returns the cluster to where it was before the rotation; pass --yes", ErrRefused, command)
+		default:
+			return fmt.Errorf("%w: %s changes the cluster; review what it does with `carotate plan`, then pass --yes", ErrRefused, command)
+		}
 	}
-	fmt.Fprintf(o.Out, "Type %q to go on: ", command)
+	prompt := o.Out
+	if output == OutputJSON {
+		prompt = o.ErrOut
+	}
+	fmt.Fprintf(prompt, "Type %q to go on: ", command)
 	line, _ := bufio.NewReader(o.In).ReadString('\n')
 	if strings.TrimSpace(line) != string(command) {
 		return fmt.Errorf("%w: not confirmed", ErrRefused)

@@ -53,11 +53,12 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 	set.imports, set.allowUnready, set.reloadWait = o.ImportFlags, o.AllowUnready, o.ReloadWait
 	return o.run(ctx, rotation.Request{Command: rotation.Plan}, set, "", func(ctx context.Context, s *session, sel rotation.Selection) error {
 		if !s.lc.Fresh {
-			fmt.Fprintf(o.Out, "Rotation %s is in progress (last finished phase: %s).\n", s.lc.Record.RotationID, s.lc.State())
+			fmt.Fprintf(s.summaryOut(o.Output), "Rotation %s is in progress (last finished phase: %s).\n", s.lc.Record.RotationID, s.lc.State())
 		}
-		if err := s.rot.Plan(ctx, sel, newReporter(o.Output, o.Out)); err != nil {
+		if err := s.rot.Plan(ctx, sel, s.reporter(o.Output)); err != nil {
 			return err
 		}
+		s.outage(o.Output)
 		s.notRotated(o.Output)
 		return nil
 	})

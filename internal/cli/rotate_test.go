@@ -33,9 +33,8 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 		{"empty kubelet restart", []string{"rotate", "--kubelet-restart-command", " "}, "--kubelet-restart-command is empty"},
 		{"empty roots", []string{"rotate", "--roots", ""}, `--roots "": names no root; give a comma-separated list of cluster-ca, front-proxy-ca, service-account-key, etcd-ca, all`},
 		{"unknown root", []string{"plan", "--roots", "cluster-ca,sa"}, `--roots "cluster-ca,sa": "sa" is not a root; the roots are cluster-ca, front-proxy-ca, service-account-key, etcd-ca, all`},
-		{"service-account key alone", []string{"rotate", "--roots", "service-account-key"}, "--roots service-account-key: cluster-ca and front-proxy-ca rotate together in this version, and the service-account key only with them"},
-		{"etcd CA", []string{"finalize", "--roots", "cluster-ca,front-proxy-ca,etcd-ca"}, "etcd-ca: this version does not rotate the etcd CA (pki/etcd) yet; leave it out of --roots"},
-		{"all roots", []string{"rollback", "--roots", "all"}, "--roots cluster-ca,front-proxy-ca,service-account-key,etcd-ca: etcd-ca: this version does not rotate"},
+		{"service-account key alone", []string{"rotate", "--roots", "service-account-key"}, "--roots service-account-key: cluster-ca and front-proxy-ca rotate together in this version, and service-account-key and etcd-ca only with them"},
+		{"etcd CA alone", []string{"finalize", "--roots", "etcd-ca"}, "--roots etcd-ca: cluster-ca and front-proxy-ca rotate together in this version, and service-account-key and etcd-ca only with them"},
 		{"service-account key type", []string{"rotate", "--service-account-key-type", "Ed25519"}, "--service-account-key-type: Ed25519 is not a key type for service-account tokens; use one of RSA-2048, RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384"},
 		{"service-account key and type", []string{"plan", "--service-account-key", "/tmp/x.key", "--service-account-key-type", "RSA-2048"}, "--service-account-key and --service-account-key-type exclude each other"},
 		{"cluster CA alone", []string{"rotate", "--roots", "cluster-ca"}, "--roots cluster-ca: cluster-ca and front-proxy-ca rotate together in this version"},
@@ -69,7 +68,7 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 // stdout with the text output, on stderr with JSON, whose stdout stays
 // events only.
 func TestNotRotatedNote(t *testing.T) {
-	const note = "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too: add service-account-key to --roots; this version does not rotate the etcd CA yet (see the README's limits).\n"
+	const note = "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too: add service-account-key,etcd-ca to --roots (or --roots all).\n"
 	tests := []struct {
 		name           string
 		output         string
@@ -118,5 +117,37 @@ func TestFinishedSummaryOut(t *testing.T) {
 				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 			}
 		})
+	}
+}
+
+// TestConfirmSaysWhatWasShown: without --yes and without a terminal the
+// refusal points at the plan above only when one was printed; with JSON
+// output the prompt stays off stdout.
+func TestConfirmSaysWhatWasShown(t *testing.T) {
+	tests := []struct {
+		command rotation.Command
+		output  string
+		want    string
+	}{
+		{rotation.Rotate, OutputText, "rotate changes the cluster; review the plan above and pass --yes"},
+		{rotation.Finalize, OutputJSON, "finalize changes the cluster; review what it does with `carotate plan`, then pass --yes"},
+		{rotation.Rollback, OutputText, "rollback returns the cluster to where it was before the rotation; pass --yes"},
+	}
+	for _, tt := range tests {
+		o := &rotationOptions{IOStreams: IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, interactive: func() bool { return false }}
+		if err := o.confirm(tt.command, false, tt.output); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s -o %s: %v, want %q", tt.command, tt.output, err, tt.want)
+		}
+		if err := o.confirm(tt.command, true, tt.output); err != nil {
+			t.Errorf("%s --yes: %v", tt.command, err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	o := &rotationOptions{IOStreams: IOStreams{Out: &stdout, ErrOut: &stderr, In: strings.NewReader("rotate\n")}, interactive: func() bool { return true }}
+	if err := o.confirm(rotation.Rotate, false, OutputJSON); err != nil {
+		t.Fatal(err)
+	}
+	if stdout.Len() != 0 || !strings.Contains(stderr.String(), `Type "rotate" to go on`) {
+		t.Errorf("json prompt: stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -29,6 +31,7 @@ type session struct {
 	set       rotationSettings
 	cfg       *rest.Config
 	cs        kubernetes.Interface
+	lockCS    kubernetes.Interface // the rotation lock's client: see lockConfig
 	clusterID string
 	cluster   model.Cluster
 	dir       *state.Dir // the cluster's directory: record and journal
@@ -76,7 +79,11 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 	if err != nil {
 		return nil, err
 	}
-	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, fail: fail, trust: trust}
+	lockCS, err := kubernetes.NewForConfig(lockConfig(cfg))
+	if err != nil {
+		return nil, err
+	}
+	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, lockCS: lockCS, fail: fail, trust: trust}
 	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w", ErrIncomplete, err)
@@ -103,6 +110,9 @@ func (s *session) openCluster(ctx context.Context) error {
 	s.cluster, err = o.gather(ctx, access, inventory.Options{Inventory: o.inventory, SSH: sshDefaults, Now: o.now, Logger: o.logger})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrIncomplete, err)
+	}
+	if s.lc.Roots().Has(rotation.RootEtcdCA) && s.cluster.API.KubeadmConfig != nil && s.cluster.API.KubeadmConfig.ExternalEtcd {
+		return fmt.Errorf("--roots %s: the cluster's etcd is external (kubeadm-config's etcd.external), and carotate rotates only the CA of kubeadm's stacked etcd; leave etcd-ca out of --roots and rotate the external etcd's CA with the tool that runs it", rotation.RootEtcdCA)
 	}
 	key, err := s.backupKey()
 	if err != nil {
@@ -211,4 +221,32 @@ func apiserverEndpoint(n model.Node) string {
 		}
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// lockRequestTimeout bounds each request of the rotation lock.
+const lockRequestTimeout = 10 * time.Second
+
+// lockConfig is the configuration of the rotation lock's client: HTTP/1.1
+// and a timeout per request, so that a renewal that hangs does not hold
+// up the next one. Through a TCP load balancer, client-go's one HTTP/2
+// connection stays with one kube-apiserver; when that node's etcd
+// restarts (the apiserver talks to its local member only), every request
+// on it hangs while haproxy already sends new connections elsewhere.
+// Measured on the 3+1 lab: the lock went unrenewed for its 60 s while
+// cp-2's etcd restarted. A retry on a new connection reaches a healthy
+// apiserver.
+func lockConfig(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Timeout = lockRequestTimeout
+	if t, ok := c.Transport.(*http.Transport); ok {
+		t = t.Clone()
+		t.ForceAttemptHTTP2 = false
+		if t.TLSClientConfig != nil {
+			t.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		}
+		c.Transport = t
+	} else if c.Transport == nil {
+		c.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
+	return c
 }

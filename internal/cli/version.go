@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/carotate/carotate/internal/engine"
+
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
@@ -39,7 +41,7 @@ func buildInfo() VersionInfo {
 // version set at link time wins, then the module's own version (go
 // install), then "devel+<commit>" with "-dirty" for a modified tree.
 func versionFrom(bi *debug.BuildInfo, release string) VersionInfo {
-	v := VersionInfo{APIVersion: "carotate.io/v1alpha1", Kind: "Version", Version: "devel"}
+	v := VersionInfo{APIVersion: engine.APIVersion, Kind: "Version", Version: "devel"}
 	if bi == nil {
 		if release != "" {
 			v.Version = release

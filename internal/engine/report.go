@@ -206,34 +206,55 @@ func seconds(d time.Duration) string {
 	return fmt.Sprintf("%.1fs", d.Seconds())
 }
 
+// APIVersion is the version of carotate's structured output: every JSON
+// document and event carries it with its kind, and a change that breaks a
+// reader changes it.
+const APIVersion = "carotate.io/v1alpha1"
+
 // JSONReporter writes one JSON object per line per event, for
 // `--output json`.
 type JSONReporter struct {
-	W   io.Writer
+	W io.Writer
+	// Rotation is the rotation id every event names ("" for none).
+	Rotation string
+	// Now stamps each event; time.Now when nil.
+	Now func() time.Time
 	err error
 }
 
 // jsonEvent is the wire form of an Event: stable field names, the error as
 // text and the duration in seconds.
 type jsonEvent struct {
-	Phase   string  `json:"phase"`
-	Step    string  `json:"step"`
-	Gate    bool    `json:"gate,omitempty"`
-	Node    string  `json:"node,omitempty"`
-	Object  string  `json:"object,omitempty"`
-	Outcome Outcome `json:"outcome"`
-	Detail  string  `json:"detail,omitempty"`
-	Error   string  `json:"error,omitempty"`
-	Seconds float64 `json:"seconds"`
-	Plan    *Plan   `json:"plan,omitempty"`
+	APIVersion string  `json:"apiVersion"`
+	Kind       string  `json:"kind"`
+	Time       string  `json:"time"`
+	Rotation   string  `json:"rotation,omitempty"`
+	Phase      string  `json:"phase"`
+	Step       string  `json:"step"`
+	Gate       bool    `json:"gate,omitempty"`
+	Node       string  `json:"node,omitempty"`
+	Object     string  `json:"object,omitempty"`
+	Outcome    Outcome `json:"outcome"`
+	Detail     string  `json:"detail,omitempty"`
+	Error      string  `json:"error,omitempty"`
+	Duration   string  `json:"duration"`
+	Seconds    float64 `json:"seconds"`
+	Plan       *Plan   `json:"plan,omitempty"`
 }
 
 func (j *JSONReporter) Report(e Event) {
+	now := time.Now
+	if j.Now != nil {
+		now = j.Now
+	}
+	d := e.Duration.Round(time.Millisecond)
 	je := jsonEvent{
-		Phase: e.Phase, Step: e.Step, Gate: e.Gate,
+		APIVersion: APIVersion, Kind: "Event", Time: now().UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		Rotation: j.Rotation,
+		Phase:    e.Phase, Step: e.Step, Gate: e.Gate,
 		Node: e.Target.Node, Object: e.Target.Object,
 		Outcome: e.Outcome, Detail: e.Detail, Plan: e.Plan,
-		Seconds: math.Round(e.Duration.Seconds()*1000) / 1000,
+		Duration: d.String(), Seconds: math.Round(e.Duration.Seconds()*1000) / 1000,
 	}
 	if e.Err != nil {
 		je.Error = e.Err.Error()

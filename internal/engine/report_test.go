@@ -68,14 +68,14 @@ func TestHumanReporter(t *testing.T) {
 
 func TestJSONReporter(t *testing.T) {
 	var b strings.Builder
-	j := &JSONReporter{W: &b}
+	j := &JSONReporter{W: &b, Rotation: "r-1", Now: func() time.Time { return time.Date(2026, 12, 3, 14, 0, 0, 250_000_000, time.UTC) }}
 	for _, e := range reportEvents()[:4] {
 		j.Report(e)
 	}
-	want := `{"phase":"trust","step":"kcm root-ca-file","node":"cp-1","outcome":"changed","detail":"kube-controller-manager restarted, kube-root-ca.crt in 37/37 namespaces","seconds":4.1}
-{"phase":"trust","step":"kubelet client-ca","node":"w-1","outcome":"unchanged","detail":"clientCAFile holds the bundle","seconds":0.02}
-{"phase":"trust","step":"cluster-info","object":"ConfigMap kube-public/cluster-info","outcome":"failed","error":"conflict","seconds":1.5}
-{"phase":"trust","step":"trust-healthy","gate":true,"outcome":"passed","detail":"3/3 nodes Ready","seconds":2}
+	want := `{"apiVersion":"carotate.io/v1alpha1","kind":"Event","time":"2026-12-03T14:00:00.250Z","rotation":"r-1","phase":"trust","step":"kcm root-ca-file","node":"cp-1","outcome":"changed","detail":"kube-controller-manager restarted, kube-root-ca.crt in 37/37 namespaces","duration":"4.1s","seconds":4.1}
+{"apiVersion":"carotate.io/v1alpha1","kind":"Event","time":"2026-12-03T14:00:00.250Z","rotation":"r-1","phase":"trust","step":"kubelet client-ca","node":"w-1","outcome":"unchanged","detail":"clientCAFile holds the bundle","duration":"20ms","seconds":0.02}
+{"apiVersion":"carotate.io/v1alpha1","kind":"Event","time":"2026-12-03T14:00:00.250Z","rotation":"r-1","phase":"trust","step":"cluster-info","object":"ConfigMap kube-public/cluster-info","outcome":"failed","error":"conflict","duration":"1.5s","seconds":1.5}
+{"apiVersion":"carotate.io/v1alpha1","kind":"Event","time":"2026-12-03T14:00:00.250Z","rotation":"r-1","phase":"trust","step":"trust-healthy","gate":true,"outcome":"passed","detail":"3/3 nodes Ready","duration":"2s","seconds":2}
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("json output (-want +got):\n%s", diff)

@@ -175,6 +175,21 @@ func (a *Artefact) readAtStartBy(component string) bool {
 	return false
 }
 
+// polledOnlyBy says whether only component reads the row, and re-reads
+// it on a timer: a restart of component picks it up sooner than the poll.
+func (a *Artefact) polledOnlyBy(component string) bool {
+	for _, rd := range a.Readers {
+		if rd.Component != component || rd.Pickup != Polls {
+			return false
+		}
+	}
+	return len(a.Readers) > 0
+}
+
+// catalogueIndex is the row's place in the catalogue, the order of a
+// step's writes.
+func catalogueIndex(a *Artefact) int { return slices.Index(Catalogue, a) }
+
 // kubeletOnly is a row that only the kubelet itself reads (a manifest is
 // read by the kubelet for the pod it runs): on a control-plane node it
 // changes in the kubelet's step, after the control plane's.
@@ -255,6 +270,8 @@ var Catalogue = []*Artefact{
 	manifestRow(kcmManifest, manifest.KubeControllerManager, "signs with the old CA's copy, root-ca-file old + new", "signs with the new CA's copy, root-ca-file old + new"),
 	manifestRow(schedManifest, manifest.KubeScheduler, "", ""),
 	saRows[0], saRows[1], saRows[2],
+	etcdRows[0], etcdRows[1], etcdRows[2], etcdRows[3], etcdRows[4], etcdRows[5], etcdRows[6], etcdRows[7],
+	etcdRows[8], etcdRows[9], etcdRows[10], etcdRows[11], etcdManifestRow,
 	apiserverManifestRow,
 }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/kubeconfig"
+	"github.com/carotate/carotate/internal/manifest"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
 )
@@ -89,52 +91,106 @@ func (r *Rotation) nothingOldStep() engine.Step[*Rotation] {
 // reloadWaitStep waits until every apiserver has had time to re-read
 // apiserver-kubelet-client.crt, which it polls every 5 minutes: until then
 // it may still present the old-CA certificate to kubelets, which finalize
-// makes them reject (kubectl logs/exec would fail, FAILURE-MODES #12).
+// makes them reject (kubectl logs/exec would fail, FAILURE-MODES #12). An
+// apiserver whose container started after the file was written read it
+// at start, and needs no wait: that is every apiserver when switch
+// restarted them (the service-account key or the etcd CA rotates; see
+// groupRows). Before switch has written the new file (a plan made before
+// rotate), the wait is still to come, and is not done.
 func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
-	remaining := func(ctx context.Context) (time.Duration, error) {
-		var longest time.Duration
+	const file = PKIDir + "/apiserver-kubelet-client.crt"
+	type wait struct {
+		longest  time.Duration
+		unissued []string // control planes whose file switch has not written yet
+		restart  bool     // switch restarts kube-apiserver after writing it
+	}
+	remaining := func(ctx context.Context) (wait, error) {
+		var w wait
 		for _, n := range r.controlPlanes() {
-			st, err := n.Exec.Stat(ctx, PKIDir+"/apiserver-kubelet-client.crt")
+			data, err := n.Exec.ReadFile(ctx, file)
 			if err != nil {
-				return 0, err
+				return w, err
 			}
-			if d := st.ModTime.Add(r.ReloadWait).Sub(r.now()); d > longest {
-				longest = d
+			certs, err := pki.ParseCertificatesPEM(n.Name+":"+file, data)
+			if err != nil {
+				return w, err
 			}
+			if certs[0].CheckSignatureFrom(r.M.New[model.ClusterCA].Cert) != nil {
+				w.unissued = append(w.unissued, n.Name)
+				moved := slices.ContainsFunc(groupRows(n, Switched, r.M.roots())[groupAPIServer], func(a *Artefact) bool { return a.Path == file })
+				if moved {
+					w.restart = true
+				} else {
+					w.longest = max(w.longest, r.ReloadWait)
+				}
+				continue
+			}
+			st, err := n.Exec.Stat(ctx, file)
+			if err != nil {
+				return w, err
+			}
+			if r.startedAfter(ctx, n, st.ModTime) {
+				continue
+			}
+			w.longest = max(w.longest, st.ModTime.Add(r.ReloadWait).Sub(r.now()))
 		}
-		return longest, nil
+		return w, nil
 	}
 	return engine.Step[*Rotation]{
 		Name:   "kube-apiserver re-reads apiserver-kubelet-client.crt",
 		Target: engine.Target{Object: "kube-apiserver --kubelet-client-certificate"},
 		NoUndo: true,
 		Check: func(ctx context.Context, r *Rotation) (bool, string, error) {
-			d, err := remaining(ctx)
+			w, err := remaining(ctx)
 			if err != nil {
 				return false, "", err
 			}
-			if d <= 0 {
+			if len(w.unissued) > 0 {
+				return false, fmt.Sprintf("%s on %s is not yet from the new CA", file, strings.Join(w.unissued, ", ")), nil
+			}
+			if w.longest <= 0 {
 				return true, "re-read", nil
 			}
-			return false, fmt.Sprintf("%s to wait", d.Round(time.Second)), nil
+			return false, fmt.Sprintf("%s to wait", w.longest.Round(time.Second)), nil
 		},
 		Apply: func(ctx context.Context, r *Rotation) (engine.Change, error) {
-			d, err := remaining(ctx)
+			w, err := remaining(ctx)
 			if err != nil {
 				return engine.Change{}, err
 			}
-			if d > 0 {
+			if len(w.unissued) > 0 {
+				return engine.Change{}, fmt.Errorf("%s on %s is not issued by the new cluster CA, so switch has not finished there: run `carotate rotate` again before finalize", file, strings.Join(w.unissued, ", "))
+			}
+			if w.longest > 0 {
 				select {
 				case <-ctx.Done():
 					return engine.Change{}, ctx.Err()
-				case <-time.After(d):
+				case <-time.After(w.longest):
 				}
 			}
-			return engine.Change{Changed: d > 0, Detail: fmt.Sprintf("waited %s", d.Round(time.Second))}, nil
+			return engine.Change{Changed: w.longest > 0, Detail: fmt.Sprintf("waited %s", w.longest.Round(time.Second))}, nil
 		},
 		Describe: func(ctx context.Context, r *Rotation) (engine.Plan, error) {
-			d, _ := remaining(ctx)
-			return engine.Plan{Summary: fmt.Sprintf("wait up to %s: the apiserver polls this file every 5 minutes", d.Round(time.Second))}, nil
+			w, _ := remaining(ctx)
+			if w.longest <= 0 && w.restart {
+				return engine.Plan{Summary: "no wait: switch restarts kube-apiserver after writing the file, so it reads it at start"}, nil
+			}
+			return engine.Plan{Summary: fmt.Sprintf("wait up to %s: the apiserver polls this file every 5 minutes", w.longest.Round(time.Second))}, nil
 		},
 	}
+}
+
+// startedAfter says whether n's kube-apiserver container started after t,
+// by its mirror pod. The kubelet reports the start to the second, rounded
+// down, so a start in the same second as t does not count. When the API
+// cannot tell, the answer is no, and the caller waits for the poll.
+func (r *Rotation) startedAfter(ctx context.Context, n *Node, t time.Time) bool {
+	if r.Client == nil {
+		return false
+	}
+	st, err := r.staticPod(ctx, manifest.KubeAPIServer, n.Name)
+	if err != nil || st.Started.IsZero() {
+		return false
+	}
+	return st.Started.After(t.Truncate(time.Second))
 }

@@ -92,6 +92,13 @@ func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
 				}
 				done = append(done, "old-CA client certificate rejected")
 			}
+			if r.rotatesEtcd() {
+				d, err := r.verifyEtcd(ctx, s)
+				if err != nil {
+					return "", err
+				}
+				done = append(done, d...)
+			}
 			return strings.Join(done, ", "), nil
 		},
 	}

@@ -192,7 +192,7 @@ func (l *Lifecycle) save(r *Rotation, s RecordState) error {
 	l.Record.Phase = s.Phase()
 	l.Record.UpdatedAt = l.now()
 	l.Record.CAs = map[model.CAKind]state.CAChange{}
-	for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
+	for _, k := range caKinds(r.M.roots()) {
 		l.Record.CAs[k] = state.CAChange{Old: pki.SPKIFingerprint(r.M.Old[k].Cert), New: pki.SPKIFingerprint(r.M.New[k].Cert)}
 	}
 	return l.dir.SaveRecord(l.Record)

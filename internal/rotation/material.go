@@ -147,6 +147,8 @@ func (m *Material) ReissueLeaves(nodes []*Node, now time.Time) error {
 			switch a.Role {
 			case RoleLeaf:
 				err = m.reissueServerLeaf(n, a, now)
+			case RoleLeafNewKey:
+				err = m.reissueNewKeyLeaf(n, a, now)
 			case RoleKubeconfig, RoleKubeconfigCA:
 				err = m.reissueKubeconfigClient(n, a.Path, now)
 			case RoleClientLink:

@@ -30,6 +30,9 @@ type staticPodState struct {
 	// Containers is each container's state as the kubelet reports it,
 	// e.g. "kube-scheduler running since 12:00:01" or "waiting: CrashLoopBackOff".
 	Containers []string
+	// Started is when the component's container last started, "zero"
+	// when it is not running. The kubelet reports it to the second.
+	Started time.Time
 }
 
 func containerStates(pod *corev1.Pod) []string {
@@ -56,6 +59,11 @@ func (r *Rotation) staticPod(ctx context.Context, component, nodeName string) (s
 		return staticPodState{}, fmt.Errorf("read mirror pod kube-system/%s-%s: %w", component, nodeName, err)
 	}
 	st := staticPodState{Exists: true, Restart: pod.Annotations[RestartAnnotation], Hash: pod.Annotations[configHashAnnotation], Containers: containerStates(pod)}
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.Name == component && c.State.Running != nil {
+			st.Started = c.State.Running.StartedAt.Time
+		}
+	}
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
 			st.Ready = true

@@ -172,17 +172,14 @@ var ErrRootNotRotated = errors.New("not rotated by this version of carotate")
 
 // Supported refuses roots this version does not rotate. It rotates the
 // cluster CA and the front-proxy CA, together (the runbook moves them in
-// one pass), and with them the service-account key. The etcd CA, and the
-// service-account key without the CAs, are refused, not pretended to.
+// one pass), and with them the service-account key and the etcd CA. The
+// service-account key or the etcd CA without the two CAs are refused,
+// not pretended to.
 func (r Roots) Supported() error {
-	var errs []error
-	if r.Has(RootEtcdCA) {
-		errs = append(errs, fmt.Errorf("%s: this version does not rotate the etcd CA (pki/etcd) yet; leave it out of --roots: %w", RootEtcdCA, ErrRootNotRotated))
-	}
 	if !r.Has(RootClusterCA) || !r.Has(RootFrontProxyCA) {
-		errs = append(errs, fmt.Errorf("%s and %s rotate together in this version, and the service-account key only with them (one pass of the runbook moves them all); give both: %w", RootClusterCA, RootFrontProxyCA, ErrRootNotRotated))
+		return fmt.Errorf("%s and %s rotate together in this version, and %s and %s only with them (one pass of the runbook moves them all); give both: %w", RootClusterCA, RootFrontProxyCA, RootServiceAccountKey, RootEtcdCA, ErrRootNotRotated)
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // NotRotatedNote says which roots a rotation of r leaves alone, and that
@@ -193,20 +190,17 @@ func NotRotatedNote(r Roots) string {
 		return ""
 	}
 	names := make([]string, len(left))
+	flags := make([]string, len(left))
 	for i, root := range left {
-		names[i] = root.describe()
+		names[i], flags[i] = root.describe(), string(root)
 	}
-	list := names[0]
-	if n := len(names); n > 1 {
-		list = strings.Join(names[:n-1], ", ") + " and " + names[n-1]
+	return fmt.Sprintf("Not rotated: %s; after a leak of /etc/kubernetes/pki they must be rotated too: add %s to --roots (or --roots all).",
+		andList(names), strings.Join(flags, ","))
+}
+
+func andList(items []string) string {
+	if n := len(items); n > 1 {
+		return strings.Join(items[:n-1], ", ") + " and " + items[n-1]
 	}
-	note := fmt.Sprintf("Not rotated: %s; after a leak of /etc/kubernetes/pki they must be rotated too", list)
-	if !r.Has(RootServiceAccountKey) {
-		note += ": add service-account-key to --roots"
-		if r.Has(RootEtcdCA) || len(left) > 1 {
-			note += "; this version does not rotate the etcd CA yet (see the README's limits)"
-		}
-		return note + "."
-	}
-	return note + ", which this version does not do yet (see the README's limits)."
+	return strings.Join(items, "")
 }

@@ -59,9 +59,10 @@ func TestRootsSupported(t *testing.T) {
 	}{
 		{"default", "cluster-ca,front-proxy-ca", nil},
 		{"with the service-account key", "cluster-ca,front-proxy-ca,service-account-key", nil},
-		{"service-account key alone", "service-account-key", []string{"the service-account key only with them"}},
-		{"etcd CA", "cluster-ca,front-proxy-ca,etcd-ca", []string{"etcd-ca: this version does not rotate the etcd CA", "leave it out of --roots"}},
-		{"all", "all", []string{"etcd-ca: this version does not rotate"}},
+		{"service-account key alone", "service-account-key", []string{"service-account-key and etcd-ca only with them"}},
+		{"etcd CA", "cluster-ca,front-proxy-ca,etcd-ca", nil},
+		{"etcd CA alone", "etcd-ca", []string{"service-account-key and etcd-ca only with them", "give both"}},
+		{"all", "all", nil},
 		{"cluster CA alone", "cluster-ca", []string{"cluster-ca and front-proxy-ca rotate together in this version"}},
 		{"front-proxy CA alone", "front-proxy-ca", []string{"rotate together"}},
 	}
@@ -115,7 +116,7 @@ func TestRecordedRoots(t *testing.T) {
 // TestNotRotatedNote: the sentence names what is left out, and is empty
 // when nothing is.
 func TestNotRotatedNote(t *testing.T) {
-	want := "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too: add service-account-key to --roots; this version does not rotate the etcd CA yet (see the README's limits)."
+	want := "Not rotated: the service-account signing key (sa.key) and the etcd CA; after a leak of /etc/kubernetes/pki they must be rotated too: add service-account-key,etcd-ca to --roots (or --roots all)."
 	if got := NotRotatedNote(DefaultRoots()); got != want {
 		t.Errorf("default: %q\nwant %q", got, want)
 	}

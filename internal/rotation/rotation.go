@@ -71,12 +71,24 @@
 //     (refused and named, or restarted with --restart-old-token-pods);
 //     then sa.pub holds only the new key.
 //
+// With --roots naming the etcd CA, its rows join too (etcdrows.go,
+// etcd.go). etcd re-reads its serving and peer certificates at each new
+// connection but its trusted CA files only at start, and kube-apiserver
+// its --etcd-cafile only at start; so on each control plane, first of
+// all, etcd restarts (only from a healthy cluster, then waiting until
+// every member votes again: never two members down), then kube-apiserver:
+//   - trust: etcd/ca.crt holds old and new (etcd and apiserver restart);
+//   - switch: etcd/ca.crt and ca.key are the new CA (new first), and the
+//     member and apiserver-etcd-client leaves are new, with new keys;
+//     nothing restarts;
+//   - finalize: etcd/ca.crt holds only the new CA (etcd and apiserver
+//     restart); the gate checks that etcd refuses the old CA's client.
+//
 // Seed steps with no home here yet, and the issue that brings each:
 //   - cloud-controller-manager --root-ca-file, and kube-apiserver
 //     --kubelet-certificate-authority where set (#12, trusting places);
 //   - caBundles of webhooks, APIServices and CRD conversion, and
-//     aggregated API servers that trust the front-proxy CA (#12);
-//   - the etcd CA (#11).
+//     aggregated API servers that trust the front-proxy CA (#12).
 //
 // A gate after each phase verifies the cluster before the next one.
 // Rollback runs the same steps' undos in reverse, from any stage before
@@ -89,6 +101,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -201,9 +214,9 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 		// Every apiserver trusts the new key before anything else
 		// restarts; a rollback checks here, after the rest is undone,
 		// that no pod still needs the new key (see sarollback.go).
-		trust = append(trust, r.nodeGroupSteps(cps, Trusted, 0)...)
+		trust = append(trust, r.nodeGroupSteps(cps, Trusted, groupEtcd, groupAPIServer)...)
 		trust = append(trust, r.newTokensGoneStep())
-		trust = append(trust, r.nodeGroupSteps(cps, Trusted, 1, 2)...)
+		trust = append(trust, r.nodeGroupSteps(cps, Trusted, groupControlPlane, groupKubelet)...)
 	} else {
 		trust = append(trust, r.nodeSteps(cps, Trusted)...)
 	}
@@ -241,54 +254,114 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 }
 
 // stepNames name each stage's node steps, one per restart group (see
-// stepGroups): kube-apiserver's, the rest of the control plane's, then
-// the kubelet's (the only step on a worker).
-var stepNames = map[Stage][3]string{
-	Prepared:  {"", "distribute the new CAs", ""},
-	Trusted:   {"kube-apiserver trusts the new service-account key", "control plane trusts old and new", "kubelet trusts old and new"},
-	Switched:  {"kube-apiserver signs tokens with the new service-account key", "control plane signs and serves with the new CA", "kubelet client certificate from the new CA"},
-	Finalized: {"kube-apiserver trusts only the new service-account key", "control plane trusts only the new CA", "kubelet trusts only the new CA"},
+// stepGroups): etcd's, kube-apiserver's, the rest of the control plane's,
+// then the kubelet's (the only step on a worker).
+var stepNames = map[Stage][groupCount]string{
+	Prepared:  {"", "", "distribute the new CAs", ""},
+	Trusted:   {"etcd trusts the old and new etcd CA", "kube-apiserver trusts the new service-account key", "control plane trusts old and new", "kubelet trusts old and new"},
+	Switched:  {"etcd serves with certificates from the new etcd CA", "kube-apiserver signs tokens with the new service-account key", "control plane signs and serves with the new CA", "kubelet client certificate from the new CA"},
+	Finalized: {"etcd trusts only the new etcd CA", "kube-apiserver trusts only the new service-account key", "control plane trusts only the new CA", "kubelet trusts only the new CA"},
+}
+
+// The restart groups, in the order their steps run on a node.
+const (
+	groupEtcd = iota
+	groupAPIServer
+	groupControlPlane
+	groupKubelet
+	groupCount
+)
+
+// stepName names a node step; kube-apiserver's names what it restarts
+// for.
+func (r *Rotation) stepName(to Stage, group int) string {
+	if group != groupAPIServer || !r.M.roots().Has(RootEtcdCA) {
+		return stepNames[to][group]
+	}
+	sa := r.M.roots().Has(RootServiceAccountKey)
+	switch {
+	case to == Trusted && sa:
+		return "kube-apiserver trusts the new service-account key and the old and new etcd CA"
+	case to == Trusted:
+		return "kube-apiserver trusts the old and new etcd CA"
+	case to == Finalized && sa:
+		return "kube-apiserver trusts only the new service-account key and the new etcd CA"
+	case to == Finalized:
+		return "kube-apiserver trusts only the new etcd CA"
+	}
+	return stepNames[to][group]
 }
 
 // stepGroups split a node's rows into the groups that change in steps of
-// their own, in this order: on a control-plane node, what kube-apiserver
-// reads only at start and its manifest (its restart is alone, so it is as
-// short as it can be, and what else restarts finds it serving); then the
-// rest of the control plane's, with kube-controller-manager and the
-// scheduler; then the rows only the kubelet reads. A worker has one group,
-// the kubelet's.
-func stepGroups(n *Node) [3]func(*Artefact) bool {
+// their own, in this order: on a control-plane node, etcd's files and
+// manifest (its restart is alone, and the member is healthy again before
+// anything else moves); what kube-apiserver reads only at start and its
+// manifest (its restart is alone, so it is as short as it can be, and what
+// else restarts finds it serving); then the rest of the control plane's,
+// with kube-controller-manager and the scheduler; then the rows only the
+// kubelet reads. A worker has one group, the kubelet's.
+func stepGroups(n *Node) [groupCount]func(*Artefact) bool {
+	etcd := func(a *Artefact) bool {
+		return a.Component == manifest.Etcd || strings.HasPrefix(a.Path, EtcdPKIDir+"/")
+	}
 	apiserver := func(a *Artefact) bool {
-		return a.readAtStartBy(manifest.KubeAPIServer) || a.Component == manifest.KubeAPIServer
+		return !etcd(a) && (a.readAtStartBy(manifest.KubeAPIServer) || a.Component == manifest.KubeAPIServer)
 	}
 	if !n.ControlPlane {
-		return [3]func(*Artefact) bool{nil, nil, func(*Artefact) bool { return true }}
+		return [groupCount]func(*Artefact) bool{groupKubelet: func(*Artefact) bool { return true }}
 	}
-	return [3]func(*Artefact) bool{
+	return [groupCount]func(*Artefact) bool{
+		etcd,
 		apiserver,
-		func(a *Artefact) bool { return !apiserver(a) && !a.kubeletOnly() },
-		func(a *Artefact) bool { return !apiserver(a) && a.kubeletOnly() },
+		func(a *Artefact) bool { return !etcd(a) && !apiserver(a) && !a.kubeletOnly() },
+		func(a *Artefact) bool { return !etcd(a) && !apiserver(a) && a.kubeletOnly() },
 	}
 }
 
 // nodeSteps move each node to stage to, one step per node and restart
 // group (stepGroups), from the catalogue rows that change.
 func (r *Rotation) nodeSteps(nodes []*Node, to Stage) []engine.Step[*Rotation] {
-	return r.nodeGroupSteps(nodes, to, 0, 1, 2)
+	return r.nodeGroupSteps(nodes, to, groupEtcd, groupAPIServer, groupControlPlane, groupKubelet)
 }
 
 // nodeGroupSteps are nodeSteps of only the given restart groups.
 func (r *Rotation) nodeGroupSteps(nodes []*Node, to Stage, groups ...int) []engine.Step[*Rotation] {
 	var out []engine.Step[*Rotation]
 	for _, n := range nodes {
-		for i, keep := range stepGroups(n) {
-			if keep == nil || !slices.Contains(groups, i) {
-				continue
-			}
-			if rows := rowsChanging(n, to, r.M.roots(), keep); len(rows) > 0 {
-				out = append(out, transition{node: n, to: to, rows: rows}.step(stepNames[to][i]))
+		for i, rows := range groupRows(n, to, r.M.roots()) {
+			if len(rows) > 0 && slices.Contains(groups, i) {
+				out = append(out, transition{node: n, to: to, rows: rows}.step(r.stepName(to, i)))
 			}
 		}
 	}
+	return out
+}
+
+// groupRows are a node's rows that change at stage to, split into its
+// restart groups (stepGroups). Where kube-apiserver's own step restarts
+// it, the rows only kube-apiserver reads and polls on a timer
+// (apiserver-kubelet-client.crt, every 5 minutes) move into that step:
+// the restart reads them at once, and finalize's wait for the poll is
+// already over for that apiserver (reloadWaitStep).
+func groupRows(n *Node, to Stage, roots Roots) [groupCount][]*Artefact {
+	var out [groupCount][]*Artefact
+	for i, keep := range stepGroups(n) {
+		if keep != nil {
+			out[i] = rowsChanging(n, to, roots, keep)
+		}
+	}
+	if !slices.ContainsFunc(out[groupAPIServer], func(a *Artefact) bool { return a.Component == manifest.KubeAPIServer }) {
+		return out
+	}
+	var rest []*Artefact
+	for _, a := range out[groupControlPlane] {
+		if a.polledOnlyBy(manifest.KubeAPIServer) {
+			out[groupAPIServer] = append(out[groupAPIServer], a)
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	out[groupControlPlane] = rest
+	slices.SortStableFunc(out[groupAPIServer], func(a, b *Artefact) int { return catalogueIndex(a) - catalogueIndex(b) })
 	return out
 }

@@ -68,7 +68,7 @@ var saRows = []*Artefact{
 // changes what it reads at start; with one apiserver, not in switch.
 var apiserverManifestRow = func() *Artefact {
 	a := manifestRow(apiserverManifest, manifest.KubeAPIServer, "", "")
-	a.Roots = roots(model.ServiceAccountCA)
+	a.Roots = roots(model.ServiceAccountCA, model.EtcdCA)
 	a.Holds[Switched] += " (not with one control plane)"
 	return a
 }()
@@ -82,10 +82,17 @@ func (m *Material) saKeyUsed(s Stage) pki.PrivateKey {
 	return m.OldSA
 }
 
-// restartStage is the stage a static pod's restart annotation names: the
-// apiserver with one control plane restarts once for trust and switch.
+// restartStage is the stage a static pod's restart annotation names. etcd
+// does not restart for switch (it re-reads its leaves), nor does the
+// apiserver unless the service-account key rotates on several control
+// planes: with one, it restarts once for trust and switch.
 func (m *Material) restartStage(component string, s Stage) Stage {
-	if component == manifest.KubeAPIServer && m.OneAPIServer && s == Switched {
+	if s != Switched {
+		return s
+	}
+	switch {
+	case component == manifest.Etcd,
+		component == manifest.KubeAPIServer && (m.OneAPIServer || !m.roots().Has(RootServiceAccountKey)):
 		return Trusted
 	}
 	return s

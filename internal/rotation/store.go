@@ -48,7 +48,36 @@ const (
 	saEntry = "service-account.key"
 )
 
-var rotatedKinds = []model.CAKind{model.ClusterCA, model.FrontProxyCA}
+// caKinds are the CAs a rotation of roots changes, in the order of the
+// roots: every root but the service-account key, which is a key pair.
+func caKinds(roots Roots) []model.CAKind {
+	var out []model.CAKind
+	for _, r := range roots {
+		if r != RootServiceAccountKey {
+			out = append(out, r.Kind())
+		}
+	}
+	return out
+}
+
+// caFiles are where kubeadm keeps a CA's certificate and key.
+func caFiles(k model.CAKind) (crt, key string) {
+	switch k {
+	case model.FrontProxyCA:
+		return frontProxyCert, frontProxyKey
+	case model.EtcdCA:
+		return etcdCACert, etcdCAKey
+	default:
+		return caCert, caKey
+	}
+}
+
+func (s *Store) caKinds() []model.CAKind {
+	if s.Roots == nil {
+		return caKinds(DefaultRoots())
+	}
+	return caKinds(s.Roots)
+}
 
 func (s *Store) path(name string) string { return s.Dir.Join(state.BackupDir, name) }
 
@@ -88,7 +117,7 @@ func (s *Store) Saved() bool {
 // both again. A backup already there (the rest of the material went
 // missing) is never rewritten, and must hold the same CAs as m.
 func (s *Store) Save(m *Material, now time.Time) error {
-	for _, k := range rotatedKinds {
+	for _, k := range s.caKinds() {
 		if m.Old[k] == nil || m.New[k] == nil {
 			return fmt.Errorf("save the rotation's material: no old or new %s ca", k)
 		}
@@ -104,14 +133,14 @@ func (s *Store) Save(m *Material, now time.Time) error {
 		}
 	}
 	old := map[model.CAKind]*pki.CA{}
-	for _, k := range rotatedKinds {
+	for _, k := range s.caKinds() {
 		old[k] = m.Old[k]
 	}
 	if err := s.Dir.SaveCAs(state.OldCAs, s.Key, old); err != nil {
 		return err
 	}
 	newCAs := map[model.CAKind]*pki.CA{}
-	for _, k := range rotatedKinds {
+	for _, k := range s.caKinds() {
 		newCAs[k] = m.New[k]
 	}
 	if err := s.Dir.SaveCAs(state.NewCAs, s.Key, newCAs); err != nil {
@@ -133,7 +162,7 @@ func (s *Store) Save(m *Material, now time.Time) error {
 	sort.Slice(c.Files, func(i, j int) bool {
 		return c.Files[i].Node+":"+c.Files[i].Path < c.Files[j].Node+":"+c.Files[j].Path
 	})
-	for _, k := range rotatedKinds {
+	for _, k := range s.caKinds() {
 		keyPEM, err := m.New[k].Key.MarshalPEM()
 		if err != nil {
 			return err
@@ -168,11 +197,11 @@ func (s *Store) checkBackup(m *Material) error {
 	if orig.RotationID != m.RotationID {
 		return fmt.Errorf("the backup %s belongs to rotation %s, not %s", s.path(originalsFile), orig.RotationID, m.RotationID)
 	}
-	fromBackup, old, err := casInBackup(orig)
+	fromBackup, old, err := casInBackup(orig, s.caKinds())
 	if err != nil {
 		return err
 	}
-	for _, k := range rotatedKinds {
+	for _, k := range s.caKinds() {
 		if fromBackup[k] == nil || !fromBackup[k].Cert.Equal(m.New[k].Cert) || !old[k].Cert.Equal(m.Old[k].Cert) {
 			return fmt.Errorf("the backup %s of rotation %s holds other %s CAs than the ones being kept, and some of %v is missing: the state directory was changed by hand; restore the missing files, or roll back from the backup", s.path(originalsFile), m.RotationID, k, s.files()[:3])
 		}
@@ -182,7 +211,7 @@ func (s *Store) checkBackup(m *Material) error {
 
 // casInBackup are the new CAs (from the backup's new-ca entries) and the
 // old ones (from the nodes' files) in a backup.
-func casInBackup(orig backup.Contents) (newCAs, old map[model.CAKind]*pki.CA, err error) {
+func casInBackup(orig backup.Contents, kinds []model.CAKind) (newCAs, old map[model.CAKind]*pki.CA, err error) {
 	originals := map[fileKey]backup.File{}
 	entries := map[string][]byte{}
 	for _, f := range orig.Files {
@@ -193,7 +222,7 @@ func casInBackup(orig backup.Contents) (newCAs, old map[model.CAKind]*pki.CA, er
 		originals[fileKey{f.Node, f.Path}] = f
 	}
 	newCAs = map[model.CAKind]*pki.CA{}
-	for _, k := range rotatedKinds {
+	for _, k := range kinds {
 		certPEM, keyPEM := entries[string(k)+".crt"], entries[string(k)+".key"]
 		if certPEM == nil || keyPEM == nil {
 			continue
@@ -208,7 +237,7 @@ func casInBackup(orig backup.Contents) (newCAs, old map[model.CAKind]*pki.CA, er
 		}
 		newCAs[k] = &pki.CA{Cert: cert, Key: key}
 	}
-	old, err = oldCAs(originals)
+	old, err = oldCAs(originals, kinds)
 	return newCAs, old, err
 }
 
@@ -245,14 +274,14 @@ func (s *Store) Load(rotationID string) (*Material, error) {
 	if err != nil {
 		return nil, err
 	}
-	inBackup, _, err := casInBackup(orig)
+	inBackup, _, err := casInBackup(orig, s.caKinds())
 	if err != nil {
 		return nil, err
 	}
-	if m.Old, err = oldCAs(m.Originals); err != nil {
+	if m.Old, err = oldCAs(m.Originals, s.caKinds()); err != nil {
 		return nil, err
 	}
-	for _, k := range rotatedKinds {
+	for _, k := range s.caKinds() {
 		ca := newCAs[k]
 		if ca == nil {
 			return nil, fmt.Errorf("%s has no new %s ca: %w", s.Dir.Join(state.NewCAs.File()), k, state.ErrNoCA)
@@ -283,7 +312,7 @@ func (s *Store) Load(rotationID string) (*Material, error) {
 // cannot be opened with the key is an error.
 func (s *Store) DurableKeyCopies(m *Material) (map[string]int, error) {
 	want := map[string][]byte{}
-	for _, k := range rotatedKinds {
+	for _, k := range s.caKinds() {
 		for side, cas := range map[string]map[model.CAKind]*pki.CA{"old": m.Old, "new": m.New} {
 			if cas[k] == nil {
 				return nil, fmt.Errorf("no %s %s ca", side, k)
@@ -369,7 +398,7 @@ func (r *Rotation) saveMaterialStep() engine.Step[*Rotation] {
 		},
 		Describe: func(ctx context.Context, r *Rotation) (engine.Plan, error) {
 			var diffs []engine.Diff
-			for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
+			for _, k := range caKinds(r.M.roots()) {
 				diffs = append(diffs, engine.CertDiff("", "new "+string(k)+" CA", r.M.Old[k].Cert, r.M.New[k].Cert))
 			}
 			if r.M.roots().Has(RootServiceAccountKey) {
@@ -426,10 +455,10 @@ func NewMaterial(ctx context.Context, src Source) (*Material, error) {
 		}
 	}
 	var err error
-	if m.Old, err = oldCAs(m.Originals); err != nil {
+	if m.Old, err = oldCAs(m.Originals, caKinds(m.roots())); err != nil {
 		return nil, err
 	}
-	for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
+	for _, k := range caKinds(m.roots()) {
 		if ca := src.Import[k]; ca != nil {
 			if err := pki.ValidateCA(ca, pki.ImportOptions{Now: src.Now, Replaces: m.Old[k].Cert, CertSource: "--" + caFlagPrefix(k) + "-cert", KeySource: "--" + caFlagPrefix(k) + "-key"}); err != nil {
 				return nil, err
@@ -465,8 +494,11 @@ func countControlPlanes(nodes []*Node) int {
 }
 
 func caFlagPrefix(k model.CAKind) string {
-	if k == model.FrontProxyCA {
+	switch k {
+	case model.FrontProxyCA:
 		return "front-proxy-ca"
+	case model.EtcdCA:
+		return "etcd-ca"
 	}
 	return "ca"
 }
@@ -514,7 +546,7 @@ func getObject(ctx context.Context, cs kubernetes.Interface, kind, ns, name stri
 
 // oldCAs are the CAs in use before the rotation: the certificate and key
 // of every control-plane node, which must all be the same.
-func oldCAs(orig map[fileKey]backup.File) (map[model.CAKind]*pki.CA, error) {
+func oldCAs(orig map[fileKey]backup.File, kinds []model.CAKind) (map[model.CAKind]*pki.CA, error) {
 	out := map[model.CAKind]*pki.CA{}
 	var nodes []string
 	for k := range orig {
@@ -526,11 +558,8 @@ func oldCAs(orig map[fileKey]backup.File) (map[model.CAKind]*pki.CA, error) {
 	if len(nodes) == 0 {
 		return nil, errors.New("no control-plane node has " + caKey + "; carotate needs the CA key on the control-plane nodes (kubeadm's external-CA mode is not supported)")
 	}
-	for _, k := range []model.CAKind{model.ClusterCA, model.FrontProxyCA} {
-		crt, key := caCert, caKey
-		if k == model.FrontProxyCA {
-			crt, key = frontProxyCert, frontProxyKey
-		}
+	for _, k := range kinds {
+		crt, key := caFiles(k)
 		for _, n := range nodes {
 			c, ok1 := orig[fileKey{n, crt}]
 			kf, ok2 := orig[fileKey{n, key}]

@@ -284,6 +284,17 @@ func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *e
 		if err != nil {
 			return nil, err
 		}
+		if c == manifest.Etcd {
+			// Only from a healthy cluster: with three members, never two
+			// down at once.
+			if cur, err := Current(ctx, t.node.Exec, p); err != nil {
+				return nil, err
+			} else if !cur.equal(w) {
+				if err := r.etcdHealthy(ctx, "restart etcd on "+t.node.Name); err != nil {
+					return nil, err
+				}
+			}
+		}
 		fc, changed, err := ensure(ctx, t.node.Exec, p, w)
 		if err != nil {
 			return nil, err
@@ -311,6 +322,11 @@ func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *e
 		}
 		if p.component == manifest.KubeAPIServer {
 			if err := r.waitAPIServerServing(ctx, t.node, s); err != nil {
+				return did, err
+			}
+		}
+		if p.component == manifest.Etcd {
+			if err := r.waitEtcdHealthy(ctx, t.node); err != nil {
 				return did, err
 			}
 		}

@@ -55,6 +55,9 @@ func TestCheck(t *testing.T) {
 					t.Errorf("blocking findings on a fresh kubeadm cluster: %+v", report.Findings)
 				}
 			})
+			if topo.name == "1+2" {
+				t.Run("as a kubectl plugin", func(t *testing.T) { checkAsKubectlPlugin(t, l, carotate) })
+			}
 			t.Run("through the local executor inside a node", func(t *testing.T) {
 				cp := l.ControlPlaneNodes()[0]
 				inventory := filepath.Join(l.StateDir, "inventory.yaml")
@@ -140,6 +143,39 @@ func TestCheck(t *testing.T) {
 			})
 		})
 	}
+}
+
+// checkAsKubectlPlugin: installed as kubectl-carotate on $PATH, carotate
+// is a kubectl plugin: kubectl lists it, runs it, and its help names it
+// "kubectl carotate".
+func checkAsKubectlPlugin(t *testing.T, l *lab.Lab, carotate string) {
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "kubectl-carotate")
+	if err := os.Symlink(carotate, plugin); err != nil {
+		t.Fatal(err)
+	}
+	kubectl := filepath.Join(labtest.Components(), "kubectl")
+	env := append(sshEnv(l, l.KnownHosts()), "PATH="+dir+":"+os.Getenv("PATH"))
+	run := func(args ...string) string {
+		cmd := exec.Command(kubectl, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if out := run("plugin", "list"); !strings.Contains(out, plugin) {
+		t.Errorf("kubectl plugin list does not list %s:\n%s", plugin, out)
+	}
+	if out := run("carotate", "--help"); !strings.Contains(out, "kubectl carotate [command]") {
+		t.Errorf("kubectl carotate --help does not call itself kubectl carotate:\n%s", out)
+	}
+	report, code := runCheck(t, l, exec.Command(kubectl, "carotate", "check", "--output", "json"), env)
+	if code != 0 {
+		t.Errorf("kubectl carotate check: exit code %d, want 0; findings %+v", code, report.Findings)
+	}
+	compareWithNodes(t, l, report.Cluster)
 }
 
 // checkWhenAPIAnswers runs check from the host, again while it cannot reach
@@ -291,6 +327,21 @@ func compareWithNodes(t *testing.T, l *lab.Lab, c model.Cluster) {
 				}
 				if len(ca.Signed) == 0 {
 					t.Errorf("%s CA: nothing reported as signed by it", kind)
+				}
+				if !ca.Cert.NotAfter.Equal(cert.NotAfter) {
+					t.Errorf("%s CA: expiry reported %s, the certificate says %s", kind, ca.Cert.NotAfter, cert.NotAfter)
+				}
+				if kind == model.EtcdCA {
+					// Every place that trusts the etcd CA, on every control plane.
+					refs := map[string]int{}
+					for _, r := range ca.References {
+						refs[r.Flag]++
+					}
+					for _, flag := range []string{"etcd --trusted-ca-file", "etcd --peer-trusted-ca-file", "kube-apiserver --etcd-cafile"} {
+						if refs[flag] != len(l.ControlPlaneNodes()) {
+							t.Errorf("etcd CA: %d references through %s, want one per control plane (%d); references %v", refs[flag], flag, len(l.ControlPlaneNodes()), refs)
+						}
+					}
 				}
 			}
 		}

@@ -77,6 +77,9 @@ var (
 	uidPattern        = regexp.MustCompile(`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
 	timePattern       = regexp.MustCompile(`\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?( UTC)?)?`)
 	durationPattern   = regexp.MustCompile(`\b\d+(\.\d+)?(ms|µs|s|m\d+(\.\d+)?s|h\d+m\d+(\.\d+)?s)\b`)
+	// The suffix of a generated CA's common name
+	// (pki.deriveCommonName): the day and a random part.
+	generatedCNPattern = regexp.MustCompile(`-20\d{6}-[0-9a-f]{8}\b`)
 	// Fingerprints, hashes, serials and key IDs: runs of hex digits,
 	// optionally colon-separated.
 	hexPattern = regexp.MustCompile(`\b[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){7,}\b|\b[0-9a-fA-F]{12,}\b`)
@@ -93,6 +96,7 @@ func normalisePlan(s string) string {
 	s = rotationIDPattern.ReplaceAllString(s, "r-ID")
 	s = uidPattern.ReplaceAllString(s, "CLUSTER-UID")
 	s = kubeletCertTime.ReplaceAllString(s, "kubelet-client-TIME.pem")
+	s = generatedCNPattern.ReplaceAllString(s, "-DATE-RAND")
 	s = timePattern.ReplaceAllString(s, "TIME")
 	s = durationPattern.ReplaceAllString(s, "DURATION")
 	seen := map[string]string{}

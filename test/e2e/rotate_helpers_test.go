@@ -164,8 +164,7 @@ func snapshot(t *testing.T, l *lab.Lab) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, n := range l.Nodes {
-		paths := rotation.BackupPaths(n.ControlPlane, rotation.Roots{rotation.RootClusterCA, rotation.RootFrontProxyCA, rotation.RootServiceAccountKey})
-		paths = append(paths, "/etc/kubernetes/manifests/kube-apiserver.yaml")
+		paths := rotation.BackupPaths(n.ControlPlane, rotation.AllRoots())
 		for _, dir := range []string{rotation.CarotateDir, rotation.KubeletPKIDir, rotation.ManifestsDir} {
 			host, err := l.NodePath(n.Name, dir)
 			if err != nil {
@@ -370,7 +369,7 @@ func (c *lbClient) close() {
 // component and node, and the workloads restarted.
 func restartCounts(outputs ...string) map[string]int {
 	re := regexp.MustCompile(`^\[(\w+)\] (\S+): .*`)
-	comp := regexp.MustCompile(`(kube-apiserver|kube-controller-manager|kube-scheduler|kubelet) restarted`)
+	comp := regexp.MustCompile(`(?:^|[ ,])(etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet) restarted`)
 	wl := regexp.MustCompile(`(\d+) restarted, (\d+) evicted`)
 	out := map[string]int{}
 	for _, o := range outputs {

@@ -285,6 +285,15 @@ func TestRotateOneControlPlane(t *testing.T) {
 // TestRotateThreeControlPlanes rotates a 3+1 cluster behind a load
 // balancer while a client on the host requests /readyz through it.
 func TestRotateThreeControlPlanes(t *testing.T) {
+	// Registered before the lab's cleanup, so it runs after the lab's
+	// dumps: a failed command's last lines end the test's output, where
+	// a shortened CI log still shows them.
+	var stopped string
+	t.Cleanup(func() {
+		if stopped != "" {
+			t.Logf("why the rotation stopped:\n%s", stopped)
+		}
+	})
 	l := labtest.Start(t, lab.Options{Name: "rotb", Subnet: "218.0", ControlPlanes: 3, Workers: 1})
 	ctx := context.Background()
 	if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
@@ -296,11 +305,15 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The 3+1 rotation rotates the service-account key with the two CAs
-	// (see satoken_test.go); the 1+2 one rotates the default roots.
-	rotateArgs := []string{"rotate", "--yes", saRoots}
+	// The 3+1 rotation rotates every root: the two CAs, the
+	// service-account key (satoken_test.go) and the etcd CA (etcd_test.go);
+	// the 1+2 one rotates the default roots.
+	rotateArgs := []string{"rotate", "--yes", "--roots=all"}
 	finalizes := [][]string{{"finalize", "--yes", "--restart-old-token-pods"}}
-	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1-sa", saRoots) })
+	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1-all", "--roots=all") })
+	cp1 := l.ControlPlaneNodes()[0]
+	oldEtcd := copyEtcdCreds(t, l, cp1.Name)
+	keysBefore := etcdKeys(t, oldEtcd, etcdURL(cp1))
 	t.Run("plan --output json is one event per step", func(t *testing.T) {
 		r.t = t
 		res := r.run("plan", "--output", "json")
@@ -327,6 +340,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	r.t = t
 	probes := startProbeRecorder(t, l)
 	lb := startLBClient(t, l)
+	quorum := startQuorumWatch(t, l)
 	start := time.Now()
 	oldToken := createToken(t, l.Kubeconfig())
 	var outputs, logs []string
@@ -334,6 +348,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		res := r.run(args...)
 		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
 		if res.code != 0 {
+			stopped = fmt.Sprintf("carotate %s: exit %d\n--- the end of its output:\n%s\n--- the end of its log:\n%s", args[0], res.code, tail(res.stdout, 2000), tail(res.stderr, 2000))
 			t.Fatalf("%s: exit %d", args[0], res.code)
 		}
 		// Measured on this lab: every kubelet restarts in switch, after the
@@ -345,25 +360,38 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	}
 	end := time.Now()
 	lb.close()
+	quorum.close()
 	checkAfterRotation(t, l, r, before, oldAdmin)
 	checkServiceAccountKeyRotated(t, l, oldToken)
+	checkEtcdRotated(t, l, r, oldEtcd, keysBefore)
+	quorum.mu.Lock()
+	t.Logf("REPORT 3+1 etcd: fewest healthy members at once %d of %d (%d samples, one a second); below %d: %v",
+		quorum.min, len(l.ControlPlaneNodes()), quorum.samples, len(l.ControlPlaneNodes())-1, quorum.low)
+	if quorum.min < len(l.ControlPlaneNodes())-1 {
+		t.Errorf("at some moment only %d etcd members were healthy: %v", quorum.min, quorum.low)
+	}
+	quorum.mu.Unlock()
 	lb.mu.Lock()
 	t.Logf("REPORT 3+1\nphases: %s\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v\nload balancer: %d ok, %d failed %v",
 		strings.Join(phaseTimes(logs...), ", "), sortedLines(restartCounts(outputs...)), end.Sub(start).Round(time.Second),
 		probes.failures(t, start, end), lb.ok.Load(), lb.failed.Load(), lb.errs)
-	// Each kube-apiserver restart (the service-account key) may cost one
-	// request through haproxy: kubeadm's apiserver has no
-	// --shutdown-delay-duration, so it stops listening before the health
-	// check takes it out (measured: 9 and 10 EOFs for 9 restarts). More
-	// than two per restart, or any TLS error, is a failure.
+	// Each kube-apiserver restart (the service-account key and the etcd
+	// CA) may cost a request or two through haproxy: kubeadm's apiserver
+	// has no --shutdown-delay-duration, so it answers /readyz 500 and then
+	// stops listening before the health check (every 1 s, down after 2)
+	// takes it out. Each etcd restart costs as much: the apiserver on that
+	// node talks to its local member only, and answers 500 until haproxy
+	// takes it out (measured with --roots all, 2026-12-03: 20 HTTP 500 and
+	// 5 EOF for 9 apiserver and 6 etcd restarts). More than two per
+	// restart, or any TLS error, is a failure.
 	restarts := 0
 	for k, n := range restartCounts(outputs...) {
-		if strings.HasPrefix(k, "kube-apiserver on ") {
+		if strings.HasPrefix(k, "kube-apiserver on ") || strings.HasPrefix(k, "etcd on ") {
 			restarts += n
 		}
 	}
 	if n := lb.failed.Load(); n > 2*int64(restarts) {
-		t.Errorf("%d requests through the load balancer failed during the rotation, more than two per kube-apiserver restart (%d): %v", n, restarts, lb.errs)
+		t.Errorf("%d requests through the load balancer failed during the rotation, more than two per kube-apiserver or etcd restart (%d): %v", n, restarts, lb.errs)
 	}
 	for _, e := range lb.errs {
 		if strings.Contains(e, "x509") || strings.Contains(e, "certificate") || strings.Contains(e, "tls") {
