@@ -63,7 +63,7 @@ could not be inspected, 1 bad usage.`,
 		Example: `  # with the lab's settings
   eval "$(lab env)"; carotate check
   carotate check --kubeconfig admin.conf --ssh-user ubuntu --sudo --ssh-key ~/.ssh/id_ed25519
-  carotate check --inventory nodes.yaml --output json`,
+  carotate check --inventory nodes.yaml -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: runOptions(env, o),
 	}
@@ -77,7 +77,7 @@ func (o *CheckOptions) AddFlags(f *pflag.FlagSet) {
 	o.ClusterFlags.AddFlags(f)
 	o.NodeFlags.AddFlags(f)
 	f.IntVar(&o.NodeConcurrency, "node-concurrency", o.NodeConcurrency, "how many nodes to inspect at once")
-	f.StringVarP(&o.Output, "output", "o", o.Output, "report format: text or json")
+	f.StringVarP(&o.Output, "output", "o", o.Output, "report format: text, json or yaml")
 	f.Var((*daysDuration)(&o.ExpiryThreshold), "expiry-threshold", "report certificates that expire sooner than this (e.g. 90d, 720h)")
 	f.Var((*daysDuration)(&o.MaxClockSkew), "max-clock-skew", "report nodes whose clock is further off than this (e.g. 60s)")
 }
@@ -126,10 +126,9 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 
 	findings := check.Run(cluster, check.Options{Now: cluster.ObservedAt, ExpiryThreshold: o.ExpiryThreshold, MaxClockSkew: o.MaxClockSkew})
 	report := NewReport(cluster, findings)
-	switch o.Output {
-	case OutputJSON:
-		err = writeJSON(o.Out, report)
-	default:
+	if structured(o.Output) {
+		err = writeDocument(o.Out, o.Output, report)
+	} else {
 		err = writeText(o.Out, report)
 	}
 	if err != nil {

@@ -19,7 +19,7 @@ func TestCheckRefusesBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{name: "unknown output", args: []string{"--output", "yaml"}, want: `--output "yaml" is not one of text or json`},
+		{name: "unknown output", args: []string{"--output", "xml"}, want: `--output "xml" is not one of text, json or yaml`},
 		{name: "expiry threshold not a duration", args: []string{"--expiry-threshold", "soon"}, want: `invalid argument "soon" for "--expiry-threshold" flag: "soon" is not a duration like 90d, 720h or 60s`},
 		{name: "expiry threshold bad days", args: []string{"--expiry-threshold", "-3d"}, want: `"-3d" is not a number of days like 90d`},
 		{name: "expiry threshold zero", args: []string{"--expiry-threshold", "0s"}, want: "--expiry-threshold must be positive, got 0s"},

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
 )
 
 func TestVersion(t *testing.T) {
@@ -26,6 +27,14 @@ func TestVersion(t *testing.T) {
 	var v VersionInfo
 	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil || v.Kind != "Version" || v.Version != Version || v.GoVersion == "" {
 		t.Errorf("version -o json = %s (%v)", stdout.String(), err)
+	}
+	stdout.Reset()
+	if code := Main([]string{"version", "-o", "yaml"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d, stderr %q", code, stderr.String())
+	}
+	var y VersionInfo
+	if err := yaml.Unmarshal(stdout.Bytes(), &y); err != nil || !strings.HasPrefix(stdout.String(), "---\napiVersion: carotate.io/v1alpha1\n") || y != v {
+		t.Errorf("version -o yaml = %s (%v), want the JSON's %+v", stdout.String(), err, v)
 	}
 	if code := Main([]string{"version", "-o", "xml"}, &stdout, &stderr); code != ExitError || !strings.Contains(stderr.String(), "--output") {
 		t.Errorf("version -o xml: exit %d, stderr %q", code, stderr.String())

@@ -28,17 +28,26 @@ const (
 	EnvBackupKey     = "CAROTATE_BACKUP_KEY"
 )
 
-// Output formats.
+// Output formats, as kubectl's -o: text for people, json and yaml for
+// programs. The structured two carry the same documents.
 const (
 	OutputText = "text"
 	OutputJSON = "json"
+	OutputYAML = "yaml"
 )
 
 func validateOutput(output string) error {
-	if output != OutputText && output != OutputJSON {
-		return fmt.Errorf("--output %q is not one of %s or %s", output, OutputText, OutputJSON)
+	switch output {
+	case OutputText, OutputJSON, OutputYAML:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("--output %q is not one of %s, %s or %s", output, OutputText, OutputJSON, OutputYAML)
+}
+
+// structured says whether output is for programs: then stdout holds only
+// its documents, and every line for people goes to stderr.
+func structured(output string) bool {
+	return output == OutputJSON || output == OutputYAML
 }
 
 // ClusterFlags say which cluster to talk to, as kubectl's do. Every

@@ -25,7 +25,7 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 			return fmt.Errorf("%w: %w", rotation.ErrRefused, err)
 		}
 	}
-	if !sel.Rollback() && c.Output != OutputJSON {
+	if !sel.Rollback() && !structured(c.Output) {
 		fmt.Fprintf(o.Out, "Plan for rotation %s:\n", s.lc.Record.RotationID)
 		if err := s.rot.Plan(ctx, sel, s.reporter(c.Output)); err != nil {
 			return err
@@ -70,19 +70,19 @@ func (s *session) outage(output string) {
 }
 
 // summaryOut is where the lines after the steps go: stdout with the text
-// output, stderr with JSON, whose stdout is events only.
+// output, stderr with JSON or YAML, whose stdout is events only.
 func (s *session) summaryOut(output string) io.Writer {
-	if output == OutputJSON {
+	if structured(output) {
 		return s.o.ErrOut
 	}
 	return s.o.Out
 }
 
 // reporter prints progress on stdout as text, or as one JSON event per
-// line that names the rotation.
+// line (one YAML document each) that names the rotation.
 func (s *session) reporter(output string) engine.Reporter {
-	if output == OutputJSON {
-		return &engine.JSONReporter{W: s.o.Out, Rotation: s.lc.Record.RotationID, Now: s.o.now}
+	if structured(output) {
+		return &engine.JSONReporter{W: s.o.Out, Rotation: s.lc.Record.RotationID, Now: s.o.now, YAML: output == OutputYAML}
 	}
 	return &engine.HumanReporter{W: s.o.Out}
 }

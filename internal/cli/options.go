@@ -194,7 +194,7 @@ func (c *ChangeFlags) settings() rotationSettings {
 }
 
 func addOutputFlag(f *pflag.FlagSet, p *string) {
-	f.StringVar(p, "output", *p, "progress format: text or json (one event per step)")
+	f.StringVarP(p, "output", "o", *p, "progress format: text, json or yaml (one event per step)")
 }
 
 func addAllowUnreadyFlag(f *pflag.FlagSet, p *[]string) {
@@ -210,14 +210,15 @@ func addReloadWaitFlag(f *pflag.FlagSet, p *time.Duration) {
 }
 
 // confirm needs --yes, or the command's name typed on a terminal. With
-// JSON output the prompt goes to stderr, and no plan was shown above.
+// structured output the prompt goes to stderr, and no plan was shown
+// above.
 func (o *rotationOptions) confirm(command rotation.Command, yes bool, output string) error {
 	if yes {
 		return nil
 	}
 	if o.interactive == nil || !o.interactive() {
 		switch {
-		case command != rotation.Rollback && output != OutputJSON:
+		case command != rotation.Rollback && !structured(output):
 			return fmt.Errorf("%w: %s changes the cluster; review the plan above and pass --yes", ErrRefused, command)
 		case command == rotation.Rollback:
 			return fmt.Errorf("%w: %s returns the cluster to where it was before the rotation; pass --yes", ErrRefused, command)
@@ -226,7 +227,7 @@ func (o *rotationOptions) confirm(command rotation.Command, yes bool, output str
 		}
 	}
 	prompt := o.Out
-	if output == OutputJSON {
+	if structured(output) {
 		prompt = o.ErrOut
 	}
 	fmt.Fprintf(prompt, "Type %q to go on: ", command)

@@ -9,16 +9,22 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/carotate/carotate/internal/check"
+	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/model"
 )
 
 // Report is what `carotate check` prints: the observed cluster and the
-// findings. --output json writes it as one JSON document.
+// findings. --output json or yaml writes it as one document of kind
+// CheckReport.
 type Report struct {
-	Cluster  model.Cluster   `json:"cluster"`
-	Findings []check.Finding `json:"findings"`
-	Summary  Summary         `json:"summary"`
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Cluster    model.Cluster   `json:"cluster"`
+	Findings   []check.Finding `json:"findings"`
+	Summary    Summary         `json:"summary"`
 }
 
 // Summary counts findings by severity.
@@ -33,17 +39,30 @@ func NewReport(c model.Cluster, findings []check.Finding) Report {
 	if findings == nil {
 		findings = []check.Finding{}
 	}
-	return Report{Cluster: c, Findings: findings, Summary: Summary{
+	return Report{APIVersion: engine.APIVersion, Kind: "CheckReport", Cluster: c, Findings: findings, Summary: Summary{
 		Blocking: check.Count(findings, check.Blocking),
 		Warning:  check.Count(findings, check.Warning),
 		Info:     check.Count(findings, check.Info),
 	}}
 }
 
-func writeJSON(w io.Writer, r Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+// writeDocument writes one document as indented JSON, or as YAML with a
+// leading "---" so that several concatenate into a stream.
+func writeDocument(w io.Writer, output string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if output == OutputYAML {
+		if b, err = yaml.JSONToYAML(b); err != nil {
+			return err
+		}
+		b = append([]byte("---\n"), b...)
+	} else {
+		b = append(b, '\n')
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 // textWriter keeps the first write error, so that the report reads as a

@@ -26,7 +26,7 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 		{"front-proxy key without cert", []string{"rotate", "--front-proxy-ca-key", "/tmp/x.key"}, "--front-proxy-ca-cert and --front-proxy-ca-key go together"},
 		{"until finalize", []string{"rotate", "--until", "finalize"}, `--until "finalize" is not one of prepare, trust or switch`},
 		{"until nonsense", []string{"rotate", "--until", "later"}, `--until "later"`},
-		{"output", []string{"plan", "--output", "yaml"}, `--output "yaml" is not one of text or json`},
+		{"output", []string{"plan", "-o", "xml"}, `--output "xml" is not one of text, json or yaml`},
 		{"parallelism", []string{"finalize", "--parallelism", "0"}, "--parallelism must be at least 1"},
 		{"ssh port", []string{"rollback", "--ssh-port", "70000"}, "--ssh-port 70000 is out of range"},
 		{"relative state dir", []string{"status", "--state-dir", "state"}, `--state-dir "state" must be an absolute path`},
@@ -77,6 +77,7 @@ func TestNotRotatedNote(t *testing.T) {
 	}{
 		{"text", OutputText, []string{"cluster-ca", "front-proxy-ca"}, note, ""},
 		{"json", OutputJSON, []string{"cluster-ca", "front-proxy-ca"}, "", note},
+		{"yaml", OutputYAML, []string{"cluster-ca", "front-proxy-ca"}, "", note},
 		{"a record without roots rotates the default", OutputText, nil, note, ""},
 		{"every root", OutputText, rotation.AllRoots().Names(), "", ""},
 	}
@@ -101,7 +102,7 @@ func TestNotRotatedNote(t *testing.T) {
 // TestFinishedSummaryOut: the summary after the steps goes to stdout with
 // the text output and to stderr with JSON, whose stdout stays events only.
 func TestFinishedSummaryOut(t *testing.T) {
-	for _, output := range []string{OutputText, OutputJSON} {
+	for _, output := range []string{OutputText, OutputJSON, OutputYAML} {
 		t.Run(output, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			s := &session{
@@ -110,7 +111,7 @@ func TestFinishedSummaryOut(t *testing.T) {
 			}
 			s.finished(rotation.Result{State: rotation.SwitchDone}, output)
 			want, other := &stdout, &stderr
-			if output == OutputJSON {
+			if output != OutputText {
 				want, other = &stderr, &stdout
 			}
 			if !strings.Contains(want.String(), "run: carotate finalize") || other.Len() != 0 {
@@ -131,6 +132,7 @@ func TestConfirmSaysWhatWasShown(t *testing.T) {
 	}{
 		{rotation.Rotate, OutputText, "rotate changes the cluster; review the plan above and pass --yes"},
 		{rotation.Finalize, OutputJSON, "finalize changes the cluster; review what it does with `carotate plan`, then pass --yes"},
+		{rotation.Rotate, OutputYAML, "rotate changes the cluster; review what it does with `carotate plan`, then pass --yes"},
 		{rotation.Rollback, OutputText, "rollback returns the cluster to where it was before the rotation; pass --yes"},
 	}
 	for _, tt := range tests {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/rotation"
@@ -18,15 +21,22 @@ import (
 
 // StatusOptions is `carotate status`: where a rotation stands, observed on
 // the nodes and checked against the record and the journal. It only
-// reads, and prints text only. --backup-key is there because the material
-// it compares the nodes with is sealed.
+// reads; -o json or yaml prints one RotationStatus document. --backup-key
+// is there because the material it compares the nodes with is sealed.
 type StatusOptions struct {
 	rotationOptions
+	Output string
 }
 
 // NewStatusOptions returns the defaults.
 func NewStatusOptions(streams IOStreams) *StatusOptions {
-	return &StatusOptions{rotationOptions: newRotationOptions(streams)}
+	return &StatusOptions{rotationOptions: newRotationOptions(streams), Output: OutputText}
+}
+
+// AddFlags registers the flags.
+func (o *StatusOptions) AddFlags(f *pflag.FlagSet) {
+	o.rotationOptions.AddFlags(f)
+	f.StringVarP(&o.Output, "output", "o", o.Output, "format: text, json or yaml")
 }
 
 func newStatusCommand(env Env) *cobra.Command {
@@ -36,34 +46,120 @@ func newStatusCommand(env Env) *cobra.Command {
 
 // Validate refuses flag values that cannot work, before anything is read.
 func (o *StatusOptions) Validate() error {
-	return errors.Join(o.NodeFlags.Validate(), o.StateFlags.Validate(), o.RootsFlag.Validate())
+	return errors.Join(validateOutput(o.Output), o.NodeFlags.Validate(), o.StateFlags.Validate(), o.RootsFlag.Validate())
 }
 
 // Run shows the rotation in progress.
 func (o *StatusOptions) Run(ctx context.Context) error {
 	return o.run(ctx, rotation.Request{Command: rotation.Status}, defaultSettings(), "", func(ctx context.Context, s *session, _ rotation.Selection) error {
-		return s.status(ctx)
+		return s.status(ctx, o.Output)
 	})
 }
 
 // status shows each node's stage as observed, and the record and journal.
-func (s *session) status(ctx context.Context) error {
+func (s *session) status(ctx context.Context, output string) error {
 	out := s.o.Out
 	if s.lc.Fresh {
+		if structured(output) {
+			return writeDocument(out, output, RotationStatus{APIVersion: engine.APIVersion, Kind: "RotationStatus"})
+		}
 		fmt.Fprintln(out, "No rotation in progress.")
 		return nil
 	}
 	rec := s.lc.Record
-	fmt.Fprintf(out, "Rotation %s, started %s; record says: %s\n", rec.RotationID, rec.StartedAt.Format(time.RFC3339), s.lc.State())
 	obs, err := rotation.ObserveStages(ctx, s.rot)
 	if err != nil {
 		return err
 	}
+	jc, jerr := s.dir.ReadJournal()
+	if structured(output) {
+		st := newRotationStatus(rec.RotationID, rec.StartedAt, s.lc.State(), s.lc.Roots(), obs)
+		if jerr == nil {
+			st.addJournal(jc)
+		}
+		return writeDocument(out, output, st)
+	}
+	fmt.Fprintf(out, "Rotation %s, started %s; record says: %s\n", rec.RotationID, rec.StartedAt.Format(time.RFC3339), s.lc.State())
 	writeStages(out, obs, s.lc.State().Stage())
-	if jc, err := s.dir.ReadJournal(); err == nil {
+	if jerr == nil {
 		writeJournal(out, jc)
 	}
 	return nil
+}
+
+// RotationStatus is what `carotate status -o json|yaml` prints: the
+// record, each node's stage as observed, and the journal's last entry.
+// With no rotation in progress only apiVersion, kind and inProgress
+// (false) are set. It holds names, stages and times, never key material
+// or file hashes.
+type RotationStatus struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	InProgress bool   `json:"inProgress"`
+	Rotation   string `json:"rotation,omitempty"`
+	// StartedAt is when the rotation's record was written first.
+	StartedAt *time.Time `json:"startedAt,omitempty"`
+	// Record is what the record says ("trust done", …), and Stage the
+	// stage every node should be at for it.
+	Record string       `json:"record,omitempty"`
+	Stage  string       `json:"stage,omitempty"`
+	Roots  []string     `json:"roots,omitempty"`
+	Nodes  []NodeStatus `json:"nodes,omitempty"`
+	// NotAtRecord are the nodes whose files are not at Stage: a step on
+	// them was interrupted, or someone changed them.
+	NotAtRecord []string       `json:"notAtRecord,omitempty"`
+	Journal     *JournalStatus `json:"journal,omitempty"`
+}
+
+// NodeStatus is one node's observed stage.
+type NodeStatus struct {
+	Name string `json:"name"`
+	// Stage is status's text for it: "trust", "in transition (…)", …
+	Stage string `json:"stage"`
+	// At are the stages all its files are at; empty in transition.
+	At []string `json:"at,omitempty"`
+	// Changed are files at no stage: changed outside carotate.
+	Changed []string `json:"changed,omitempty"`
+}
+
+// JournalStatus is the journal's length and its last entry.
+type JournalStatus struct {
+	Entries int       `json:"entries"`
+	Time    time.Time `json:"time"`
+	Phase   string    `json:"phase,omitempty"`
+	Step    string    `json:"step,omitempty"`
+	Target  string    `json:"target,omitempty"`
+	Action  string    `json:"action"`
+	// Interrupted says the last step started and did not finish: run the
+	// same command again to resume.
+	Interrupted bool `json:"interrupted"`
+}
+
+func newRotationStatus(id string, started time.Time, rec rotation.RecordState, roots rotation.Roots, obs map[string]rotation.NodeStage) RotationStatus {
+	st := RotationStatus{
+		APIVersion: engine.APIVersion, Kind: "RotationStatus", InProgress: true,
+		Rotation: id, StartedAt: &started, Record: rec.String(), Stage: rec.Stage().String(), Roots: roots.Names(),
+		NotAtRecord: rotation.NotAt(obs, rec.Stage()),
+	}
+	for _, n := range slices.Sorted(maps.Keys(obs)) {
+		ns := NodeStatus{Name: n, Stage: obs[n].String(), Changed: obs[n].Changed}
+		for _, s := range obs[n].At {
+			ns.At = append(ns.At, s.String())
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	return st
+}
+
+func (st *RotationStatus) addJournal(jc state.JournalContents) {
+	if len(jc.Entries) == 0 {
+		return
+	}
+	e := jc.Entries[len(jc.Entries)-1]
+	st.Journal = &JournalStatus{
+		Entries: len(jc.Entries), Time: e.Time, Phase: e.Phase, Step: e.Step, Target: e.Target, Action: e.Action,
+		Interrupted: e.Action == engine.ActionApply || e.Action == engine.ActionUndo,
+	}
 }
 
 // writeStages lists each node's observed stage, and says which nodes are

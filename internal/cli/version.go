@@ -3,7 +3,6 @@ package cli
 import (
 	"github.com/carotate/carotate/internal/engine"
 
-	"encoding/json"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -105,17 +104,12 @@ func newVersionCommand() *cobra.Command {
 				fmt.Fprintf(&b, "go %s, client-go %s\n", v.GoVersion, v.ClientGo)
 				_, err := fmt.Fprint(cmd.OutOrStdout(), b.String())
 				return err
-			case OutputJSON:
-				b, err := json.MarshalIndent(v, "", "  ")
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
-				return err
+			case OutputJSON, OutputYAML:
+				return writeDocument(cmd.OutOrStdout(), output, v)
 			}
-			return fmt.Errorf("--output %q: use text or json", output)
+			return fmt.Errorf("--output %q: use text, json or yaml", output)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", OutputText, "text or json")
+	cmd.Flags().StringVarP(&output, "output", "o", OutputText, "text, json or yaml")
 	return cmd
 }

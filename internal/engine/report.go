@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Outcome is what happened to a step (or a gate) in one run.
@@ -212,9 +214,11 @@ func seconds(d time.Duration) string {
 const APIVersion = "carotate.io/v1alpha1"
 
 // JSONReporter writes one JSON object per line per event, for
-// `--output json`.
+// `--output json`, or one YAML document per event for `--output yaml`.
 type JSONReporter struct {
 	W io.Writer
+	// YAML writes each event as a YAML document ("---" first) instead.
+	YAML bool
 	// Rotation is the rotation id every event names ("" for none).
 	Rotation string
 	// Now stamps each event; time.Now when nil.
@@ -260,8 +264,14 @@ func (j *JSONReporter) Report(e Event) {
 		je.Error = e.Err.Error()
 	}
 	line, err := json.Marshal(je)
+	if err == nil && j.YAML {
+		line, err = yaml.JSONToYAML(line)
+		line = append([]byte("---\n"), line...)
+	} else {
+		line = append(line, '\n')
+	}
 	if err == nil {
-		_, err = j.W.Write(append(line, '\n'))
+		_, err = j.W.Write(line)
 	}
 	if err != nil && j.err == nil {
 		j.err = fmt.Errorf("write json progress: %w", err)

@@ -82,11 +82,50 @@ func TestJSONReporter(t *testing.T) {
 	}
 }
 
+// With YAML each event is one document of a stream, with the same
+// fields as its JSON line.
+func TestJSONReporterAsYAML(t *testing.T) {
+	var b strings.Builder
+	j := &JSONReporter{W: &b, YAML: true, Rotation: "r-1", Now: func() time.Time { return time.Date(2026, 12, 3, 14, 0, 0, 250_000_000, time.UTC) }}
+	for _, e := range reportEvents()[2:4] {
+		j.Report(e)
+	}
+	want := `---
+apiVersion: carotate.io/v1alpha1
+duration: 1.5s
+error: conflict
+kind: Event
+object: ConfigMap kube-public/cluster-info
+outcome: failed
+phase: trust
+rotation: r-1
+seconds: 1.5
+step: cluster-info
+time: "2026-12-03T14:00:00.250Z"
+---
+apiVersion: carotate.io/v1alpha1
+detail: 3/3 nodes Ready
+duration: 2s
+gate: true
+kind: Event
+outcome: passed
+phase: trust
+rotation: r-1
+seconds: 2
+step: trust-healthy
+time: "2026-12-03T14:00:00.250Z"
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("yaml output (-want +got):\n%s", diff)
+	}
+}
+
 func TestSecretFileDiffHoldsNoContent(t *testing.T) {
 	const canary = "CANARY-KEY-MATERIAL-2f9c"
 	d := SecretFileDiff("cp-1", "/etc/kubernetes/pki/ca.key", []byte(canary), []byte(canary+"2"))
 	var b strings.Builder
 	(&JSONReporter{W: &b}).Report(Event{Phase: "p", Step: "s", Outcome: Planned, Plan: &Plan{Diffs: []Diff{d}}})
+	(&JSONReporter{W: &b, YAML: true}).Report(Event{Phase: "p", Step: "s", Outcome: Planned, Plan: &Plan{Diffs: []Diff{d}}})
 	(&HumanReporter{W: &b}).Report(Event{Phase: "p", Step: "s", Outcome: Planned, Plan: &Plan{Diffs: []Diff{d}}})
 	if strings.Contains(b.String(), canary) {
 		t.Errorf("secret content in output:\n%s", b.String())

@@ -10,12 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/carotate/carotate/internal/cli"
 	"github.com/carotate/carotate/internal/lab"
@@ -165,7 +167,8 @@ func TestRotateOneControlPlane(t *testing.T) {
 			if sa {
 				trustToken = createToken(t, l.Kubeconfig()) // signed by the new key
 			}
-			if rec, _ := r.record(); rec.Phase != until {
+			rec, _ := r.record()
+			if rec.Phase != until {
 				t.Errorf("record says %q after rotate --until %s", rec.Phase, until)
 			}
 			status := r.run("status")
@@ -174,6 +177,7 @@ func TestRotateOneControlPlane(t *testing.T) {
 					t.Errorf("status does not show %s at %s:\n%s", n.Name, until, status.stdout)
 				}
 			}
+			checkStatusDocument(t, r.run("status", "-o", "yaml"), rec.RotationID, until, len(l.Nodes))
 			if res := r.run("rollback", "--yes"); res.code != 0 {
 				t.Fatalf("rollback: exit %d", res.code)
 			}
@@ -572,4 +576,23 @@ func regexpLine(out, node, stage string) bool {
 		}
 	}
 	return false
+}
+
+// checkStatusDocument: status -o yaml is one RotationStatus document that
+// names the rotation and puts every node at the stage the record says.
+func checkStatusDocument(t *testing.T, res result, id, stage string, nodes int) {
+	t.Helper()
+	var st cli.RotationStatus
+	if err := yaml.UnmarshalStrict([]byte(res.stdout), &st); err != nil || res.code != 0 {
+		t.Errorf("status -o yaml: exit %d, %v:\n%s", res.code, err, res.stdout)
+		return
+	}
+	if st.Kind != "RotationStatus" || !st.InProgress || st.Rotation != id || st.Stage != stage || len(st.Nodes) != nodes || len(st.NotAtRecord) != 0 {
+		t.Errorf("status -o yaml, want rotation %s at %s on %d nodes:\n%s", id, stage, nodes, res.stdout)
+	}
+	for _, n := range st.Nodes {
+		if !slices.Contains(n.At, stage) {
+			t.Errorf("status -o yaml: %s at %v, want %s", n.Name, n.At, stage)
+		}
+	}
 }
