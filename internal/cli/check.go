@@ -4,16 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/carotate/carotate/internal/check"
 	"github.com/carotate/carotate/internal/inventory"
+	"github.com/carotate/carotate/internal/metrics"
 )
 
 // CheckOptions is `carotate check`: inventory the cluster, report every CA,
@@ -28,6 +34,12 @@ type CheckOptions struct {
 	Output          string
 	ExpiryThreshold time.Duration
 	MaxClockSkew    time.Duration
+
+	// MetricsListen, when set, keeps check running: it serves Prometheus
+	// metrics at http://MetricsListen/metrics and checks again every
+	// MetricsInterval.
+	MetricsListen   string
+	MetricsInterval time.Duration
 
 	// Set by Complete.
 	gather Gatherer
@@ -44,6 +56,7 @@ func NewCheckOptions(streams IOStreams) *CheckOptions {
 		ExpiryThreshold: check.DefaultExpiryThreshold,
 		MaxClockSkew:    check.DefaultMaxClockSkew,
 		NodeConcurrency: inventory.DefaultNodeConcurrency,
+		MetricsInterval: defaultMetricsInterval,
 	}
 }
 
@@ -80,6 +93,8 @@ func (o *CheckOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVarP(&o.Output, "output", "o", o.Output, "report format: text, json or yaml")
 	f.Var((*daysDuration)(&o.ExpiryThreshold), "expiry-threshold", "report certificates that expire sooner than this (e.g. 90d, 720h)")
 	f.Var((*daysDuration)(&o.MaxClockSkew), "max-clock-skew", "report nodes whose clock is further off than this (e.g. 60s)")
+	f.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "serve Prometheus metrics (expiry of every certificate) at http://ADDR/metrics, checking again every --metrics-interval, until stopped")
+	f.DurationVar(&o.MetricsInterval, "metrics-interval", o.MetricsInterval, "with --metrics-listen, how often to check again")
 }
 
 // Complete fills what the flags left unset from the environment and reads
@@ -108,6 +123,14 @@ func (o *CheckOptions) Validate() error {
 	if err := o.NodeFlags.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if o.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(o.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen %q is not HOST:PORT (e.g. :9637 or 127.0.0.1:9637): %w", o.MetricsListen, err))
+		}
+		if o.MetricsInterval < minMetricsInterval {
+			errs = append(errs, fmt.Errorf("--metrics-interval must be at least %s (each check reads every node), got %s", minMetricsInterval, o.MetricsInterval))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -115,24 +138,37 @@ func (o *CheckOptions) Validate() error {
 // could not be reached, so that the operator sees what was found; the
 // returned error then says why the exit code is not 0.
 func (o *CheckOptions) Run(ctx context.Context) error {
+	if o.MetricsListen != "" {
+		return o.serveMetrics(ctx)
+	}
+	_, err := o.checkOnce(ctx, o.Out)
+	return err
+}
+
+// checkOnce gathers and checks, writes the report to out (nil: none) and
+// returns the result with the error that sets the exit code.
+func (o *CheckOptions) checkOnce(ctx context.Context, out io.Writer) (metrics.Result, error) {
 	start := o.now()
 	cluster, err := o.gather(ctx, o.access(o.getenv), inventory.Options{
 		Inventory: o.inventory, SSH: o.sshDefaults(), NodeConcurrency: o.NodeConcurrency, Now: o.now, Logger: o.logger,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrIncomplete, err)
+		return metrics.Result{Ended: o.now(), Took: o.now().Sub(start)}, fmt.Errorf("%w: %w", ErrIncomplete, err)
 	}
 	o.logger.Info("inventory done", "nodes", len(cluster.Nodes), "cas", len(cluster.CAs), "took", o.now().Sub(start).Round(time.Millisecond))
 
 	findings := check.Run(cluster, check.Options{Now: cluster.ObservedAt, ExpiryThreshold: o.ExpiryThreshold, MaxClockSkew: o.MaxClockSkew})
-	report := NewReport(cluster, findings)
-	if structured(o.Output) {
-		err = writeDocument(o.Out, o.Output, report)
-	} else {
-		err = writeText(o.Out, report)
-	}
-	if err != nil {
-		return fmt.Errorf("write the report: %w", err)
+	res := metrics.Result{Cluster: cluster, Findings: findings, Ended: o.now(), Took: o.now().Sub(start)}
+	if out != nil {
+		report := NewReport(cluster, findings)
+		if structured(o.Output) {
+			err = writeDocument(out, o.Output, report)
+		} else {
+			err = writeText(out, report)
+		}
+		if err != nil {
+			return res, fmt.Errorf("write the report: %w", err)
+		}
 	}
 
 	var missed []string
@@ -142,10 +178,63 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 		}
 	}
 	if len(missed) > 0 {
-		return fmt.Errorf("%w: node(s) %s could not be inspected; see the findings for why and what to do", ErrIncomplete, strings.Join(missed, ", "))
+		return res, fmt.Errorf("%w: node(s) %s could not be inspected; see the findings for why and what to do", ErrIncomplete, strings.Join(missed, ", "))
 	}
+	res.Complete = true
 	if n := check.Count(findings, check.Blocking); n > 0 {
-		return fmt.Errorf("%w: %d blocking finding(s); fix them before rotating", ErrBlocking, n)
+		return res, fmt.Errorf("%w: %d blocking finding(s); fix them before rotating", ErrBlocking, n)
+	}
+	return res, nil
+}
+
+const (
+	defaultMetricsInterval = 5 * time.Minute
+	minMetricsInterval     = 10 * time.Second
+)
+
+// serveMetrics listens first (a taken address fails at once), then checks
+// every MetricsInterval and serves the last result's metrics, until ctx
+// ends; then it stops serving and returns nil. A check that fails shows as
+// carotate_check_up 0 and is logged; the next one tries again.
+func (o *CheckOptions) serveMetrics(ctx context.Context) error {
+	ln, err := net.Listen("tcp", o.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w; pick a free address", o.MetricsListen, err)
+	}
+	col := metrics.NewCollector(o.now)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(col)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(o.ErrOut, "serving metrics on http://%s/metrics, checking every %s\n", ln.Addr(), o.MetricsInterval)
+
+	tick := time.NewTicker(o.MetricsInterval)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		res, err := o.checkOnce(ctx, nil)
+		if ctx.Err() != nil {
+			break
+		}
+		col.Set(res)
+		if err != nil && !errors.Is(err, ErrBlocking) {
+			o.logger.Warn("check failed; its metrics say carotate_check_up 0", "err", err)
+		} else {
+			o.logger.Info("check done", "blocking", check.Count(res.Findings, check.Blocking), "took", res.Took.Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+		case err := <-served:
+			return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
+		case <-tick.C:
+		}
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil {
+		return fmt.Errorf("stop serving metrics: %w", err)
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 		return out
 	}
 	want := map[string][]string{
-		"check":    cat(cluster, nodes, []string{"node-concurrency", "output", "expiry-threshold", "max-clock-skew"}),
+		"check":    cat(cluster, nodes, []string{"node-concurrency", "output", "expiry-threshold", "max-clock-skew", "metrics-listen", "metrics-interval"}),
 		"plan":     cat(cluster, nodes, state, imports, []string{"output", "allow-unready", "reload-wait"}),
 		"rotate":   cat(cluster, nodes, state, imports, change, []string{"kubelet-log-command", "until"}),
 		"finalize": cat(cluster, nodes, state, change, []string{"kubelet-log-command", "reload-wait", "restart-old-token-pods"}),

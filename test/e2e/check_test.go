@@ -1,16 +1,21 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,6 +62,7 @@ func TestCheck(t *testing.T) {
 			})
 			if topo.name == "1+2" {
 				t.Run("as a kubectl plugin", func(t *testing.T) { checkAsKubectlPlugin(t, l, carotate) })
+				t.Run("serves expiry metrics", func(t *testing.T) { checkServesMetrics(t, l, carotate) })
 			}
 			t.Run("through the local executor inside a node", func(t *testing.T) {
 				cp := l.ControlPlaneNodes()[0]
@@ -176,6 +182,101 @@ func checkAsKubectlPlugin(t *testing.T, l *lab.Lab, carotate string) {
 		t.Errorf("kubectl carotate check: exit code %d, want 0; findings %+v", code, report.Findings)
 	}
 	compareWithNodes(t, l, report.Cluster)
+}
+
+// checkServesMetrics: check --metrics-listen serves, on loopback, the
+// expiry of each node's certificates as the test reads them from the
+// nodes, and exits 0 on SIGTERM.
+func checkServesMetrics(t *testing.T, l *lab.Lab, carotate string) {
+	cmd := exec.Command(carotate, "check", "--metrics-listen", "127.0.0.1:0", "--metrics-interval", "10s")
+	cmd.Env = sshEnv(l, l.KnownHosts())
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	addr := make(chan string, 1)
+	var logged bytes.Buffer
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := regexp.MustCompile(`serving metrics on (http://\S+/metrics)`).FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+			logged.WriteString(sc.Text() + "\n")
+		}
+		exited <- cmd.Wait()
+	}()
+	waited := false
+	defer func() {
+		if !waited { // a failure above: stop what this test started
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	var url string
+	select {
+	case url = <-addr:
+	case <-time.After(30 * time.Second):
+		t.Fatal("check --metrics-listen printed no address in 30s")
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	var body string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("scrape %s: %v", url, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if body = string(b); strings.Contains(body, "carotate_check_up 1") {
+			break
+		}
+	}
+	if !strings.Contains(body, "carotate_check_up 1") || !strings.Contains(body, "carotate_rotation_in_progress 0") {
+		t.Fatalf("metrics after 2m, want carotate_check_up 1 and no rotation:\n%.3000s", body)
+	}
+	for _, n := range l.Nodes {
+		paths := []string{"/etc/kubernetes/pki/ca.crt"}
+		if n.ControlPlane {
+			paths = append(paths, "/etc/kubernetes/pki/apiserver.crt")
+		}
+		for _, path := range paths {
+			host, _ := l.NodePath(n.Name, path)
+			data, err := os.ReadFile(host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, err := pki.ParseCertificatePEM(path, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := fmt.Sprintf(`carotate_certificate_not_after_timestamp_seconds{kind="certificate",node=%q,path=%q,role="",root="cluster",`, n.Name, path)
+			found := false
+			for _, line := range strings.Split(body, "\n") {
+				if v, ok := strings.CutPrefix(line, prefix); ok {
+					f, err := strconv.ParseFloat(v[strings.LastIndexByte(v, ' ')+1:], 64)
+					found = err == nil && int64(f) == cert.NotAfter.Unix()
+				}
+			}
+			if !found {
+				t.Errorf("no metric %s... = %d (%s's notAfter):\n%.3000s", prefix, cert.NotAfter.Unix(), path, body)
+			}
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		waited = true
+		if err != nil {
+			t.Errorf("after SIGTERM: %v\n%s", err, logged.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("check --metrics-listen did not exit within 30s of SIGTERM")
+	}
 }
 
 // checkWhenAPIAnswers runs check from the host, again while it cannot reach
