@@ -18,7 +18,7 @@ DEMO_DIR    ?= /tmp/carotate-demo
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS     := -X github.com/carotate/carotate/internal/cli.releaseVersion=$(VERSION)
 
-.PHONY: all build deps components demo test unit e2e fuzz soak clean
+.PHONY: all build release deps components demo test unit e2e fuzz soak clean
 
 all: build
 
@@ -27,6 +27,11 @@ build:
 	ln -sf carotate bin/kubectl-carotate
 	$(GO) build -o bin/lab ./cmd/lab
 	CGO_ENABLED=0 $(GO) build -o bin/probe ./cmd/probe
+
+# Static binaries for linux/amd64, linux/arm64 and darwin/arm64 with their
+# sha256 sums and the krew manifest, in dist/ (see hack/release).
+release:
+	VERSION=$(VERSION) hack/release dist
 
 deps:
 	hack/install-deps
@@ -73,4 +78,4 @@ soak: components
 	CAROTATE_E2E=require CAROTATE_SOAK=1 $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoakCrashAtEverySideEffect$$' -v ./test/e2e
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
