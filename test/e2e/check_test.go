@@ -23,6 +23,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/carotate/carotate/internal/cli"
 	"github.com/carotate/carotate/internal/lab"
@@ -63,6 +65,7 @@ func TestCheck(t *testing.T) {
 			if topo.name == "1+2" {
 				t.Run("as a kubectl plugin", func(t *testing.T) { checkAsKubectlPlugin(t, l, carotate) })
 				t.Run("serves expiry metrics", func(t *testing.T) { checkServesMetrics(t, l, carotate) })
+				t.Run("with only the carotate-check ClusterRole", func(t *testing.T) { checkWithOnlyItsRole(t, l, carotate) })
 			}
 			t.Run("through the local executor inside a node", func(t *testing.T) {
 				cp := l.ControlPlaneNodes()[0]
@@ -276,6 +279,69 @@ func checkServesMetrics(t *testing.T, l *lab.Lab, carotate string) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Error("check --metrics-listen did not exit within 30s of SIGTERM")
+	}
+}
+
+// checkWithOnlyItsRole: deploy/rbac/check.yaml is all check needs of the
+// API. A service account bound to that ClusterRole alone gets the same
+// report as the admin; one bound to nothing is refused (exit 4), and the
+// error says what it could not read.
+func checkWithOnlyItsRole(t *testing.T, l *lab.Lab, carotate string) {
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(filepath.Join(labtest.Components(), "kubectl"), append([]string{"--kubeconfig", l.Kubeconfig()}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	manifest, err := filepath.Abs("../../deploy/rbac/check.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl("apply", "-f", manifest)
+	kubectl("-n", "kube-system", "create", "serviceaccount", "carotate-check")
+	kubectl("-n", "kube-system", "create", "serviceaccount", "carotate-nobody")
+	kubectl("create", "clusterrolebinding", "carotate-check", "--clusterrole", "carotate-check", "--serviceaccount", "kube-system:carotate-check")
+	defer kubectl("delete", "-f", manifest, "--ignore-not-found")
+	defer kubectl("delete", "clusterrolebinding", "carotate-check", "--ignore-not-found")
+	defer kubectl("-n", "kube-system", "delete", "serviceaccount", "carotate-check", "carotate-nobody", "--ignore-not-found")
+
+	kubeconfigFor := func(sa string) string {
+		token := kubectl("-n", "kube-system", "create", "token", sa, "--duration", "1h")
+		cfg, err := clientcmd.LoadFromFile(l.Kubeconfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range cfg.AuthInfos {
+			*a = clientcmdapi.AuthInfo{Token: token}
+		}
+		path := filepath.Join(t.TempDir(), sa+".conf")
+		if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	env := func(kubeconfig string) []string {
+		e := sshEnv(l, l.KnownHosts())
+		for i, v := range e {
+			if strings.HasPrefix(v, "KUBECONFIG=") {
+				e[i] = "KUBECONFIG=" + kubeconfig
+			}
+		}
+		return e
+	}
+	report, code := runCheck(t, l, exec.Command(carotate, "check", "-o", "json"), env(kubeconfigFor("carotate-check")))
+	if code != 0 {
+		t.Errorf("check with the carotate-check role: exit %d, want 0; findings %+v", code, report.Findings)
+	}
+	compareWithNodes(t, l, report.Cluster)
+
+	cmd := exec.Command(carotate, "check", "-o", "json")
+	cmd.Env = env(kubeconfigFor("carotate-nobody"))
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 4 || !strings.Contains(string(out), "forbidden") {
+		t.Errorf("check with no role: %v, want exit 4 and forbidden:\n%s", err, out)
 	}
 }
 
