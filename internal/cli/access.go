@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 
 	"k8s.io/client-go/dynamic"
@@ -23,6 +24,9 @@ type ClusterAccess struct {
 	Getenv func(string) string
 	// Config, when set, is used as it is instead of loading the kubeconfig.
 	Config *rest.Config
+	// Logger, at -v 6, logs each request of a client built from the
+	// kubeconfig (a Config given is used as it is).
+	Logger *slog.Logger
 }
 
 // Gatherer observes the cluster. DefaultGather connects for real; tests
@@ -71,6 +75,7 @@ func newClients(a ClusterAccess) (kubernetes.Interface, dynamic.Interface, error
 		if cfg, err = restConfig(a); err != nil {
 			return nil, nil, err
 		}
+		logRequests(cfg, a.Logger)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

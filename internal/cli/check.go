@@ -149,7 +149,7 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 // returns the result with the error that sets the exit code.
 func (o *CheckOptions) checkOnce(ctx context.Context, out io.Writer) (metrics.Result, error) {
 	start := o.now()
-	cluster, err := o.gather(ctx, o.access(o.getenv), inventory.Options{
+	cluster, err := o.gather(ctx, o.access(o.getenv, o.logger), inventory.Options{
 		Inventory: o.inventory, SSH: o.sshDefaults(), NodeConcurrency: o.NodeConcurrency, Now: o.now, Logger: o.logger,
 	})
 	if err != nil {

@@ -255,7 +255,7 @@ func TestCheckPassesFlagsAndEnvironment(t *testing.T) {
 			if !g.called {
 				t.Fatal("gather was not called")
 			}
-			g.access.Getenv = nil
+			g.access.Getenv, g.access.Logger = nil, nil
 			if diff := cmp.Diff(tt.wantAccess, g.access); diff != "" {
 				t.Errorf("cluster access (-want +got):\n%s", diff)
 			}

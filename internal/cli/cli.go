@@ -68,6 +68,9 @@ type Env struct {
 	// Program is the name help shows: "carotate", or "kubectl carotate"
 	// when kubectl runs the binary as its plugin (see ProgramName).
 	Program string
+	// log holds the root's -v and --log-format, which every command's
+	// logger follows; NewRootCommand sets it.
+	log *LogFlags
 }
 
 // Main runs carotate with args and returns the process exit code.
@@ -151,6 +154,9 @@ func (e Env) withDefaults() Env {
 	if e.Program == "" {
 		e.Program = "carotate"
 	}
+	if e.log == nil {
+		e.log = &LogFlags{Format: LogText}
+	}
 	return e
 }
 
@@ -158,7 +164,10 @@ func (e Env) streams() IOStreams { return IOStreams{In: e.Stdin, Out: e.Stdout, 
 
 // logger writes diagnostics to stderr; the report goes to stdout.
 func (e Env) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if e.log == nil {
+		return (&LogFlags{Format: LogText}).Logger(e.Stderr)
+	}
+	return e.log.Logger(e.Stderr)
 }
 
 // NewRootCommand builds the carotate command tree.
@@ -170,7 +179,11 @@ func NewRootCommand(env Env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: env.Program},
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return env.log.Validate()
+		},
 	}
+	env.log.AddFlags(root.PersistentFlags())
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.AddCommand(newVersionCommand())

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,8 +64,8 @@ func (c *ClusterFlags) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.Context, "context", c.Context, "the kubeconfig context to use")
 }
 
-func (c ClusterFlags) access(getenv func(string) string) ClusterAccess {
-	return ClusterAccess{Kubeconfig: c.Kubeconfig, Context: c.Context, Getenv: getenv}
+func (c ClusterFlags) access(getenv func(string) string, log *slog.Logger) ClusterAccess {
+	return ClusterAccess{Kubeconfig: c.Kubeconfig, Context: c.Context, Getenv: getenv, Logger: log}
 }
 
 // NodeFlags say how to reach the nodes. Every command has them: each one

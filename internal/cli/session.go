@@ -75,6 +75,7 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 		return nil, err
 	}
 	cfg.Wrap(failpoint.Transport(fail, leasesPath))
+	logRequests(cfg, o.logger)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -103,7 +104,7 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 // rotation it may create the backup key file.
 func (s *session) openCluster(ctx context.Context) error {
 	o, rec := s.o, &s.lc.Record
-	access := o.access(o.getenv)
+	access := o.access(o.getenv, o.logger)
 	access.Config = s.cfg
 	sshDefaults := o.sshDefaults()
 	var err error

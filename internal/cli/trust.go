@@ -75,7 +75,7 @@ func findInProgress(root string) []inProgress {
 // certificate is replaced by one from the new CA with the same identity,
 // kept in memory only.
 func (o *rotationOptions) rotationAwareConfig(cmd rotation.Command) (*rest.Config, error) {
-	cfg, err := restConfig(o.access(o.getenv))
+	cfg, err := restConfig(o.access(o.getenv, o.logger))
 	if err != nil {
 		return nil, err
 	}

@@ -162,7 +162,11 @@ func inspectNode(ctx context.Context, o Options, discovered model.Node) model.No
 	if err != nil {
 		return unreachable(discovered, "", err)
 	}
+	o.Logger.Debug("connecting to node", "node", discovered.Name, "executor", t.Executor, "address", t.SSH.Address, "user", t.SSH.User)
 	ex, err := o.Connect(ctx, t)
+	if err == nil {
+		o.Logger.Debug("connected to node", "node", discovered.Name, "took", o.Now().Sub(start).Round(time.Millisecond))
+	}
 	if err != nil {
 		o.Logger.Warn("node unreachable", "node", discovered.Name, "executor", t.Executor, "err", err)
 		return unreachable(discovered, t.Executor, err)

@@ -130,6 +130,9 @@ func (r *Rotation) runner(rep engine.Reporter, parallelism int) *engine.Runner[*
 // the step changes.
 func (r *Rotation) stepHook(ctx context.Context, lk *Lock, first engine.Hook) engine.Hook {
 	return func(phase, step string, target engine.Target, when string) error {
+		if r.Log != nil {
+			r.Log.Debug("step", "phase", phase, "step", step, "node", target.Node, "object", target.Object, "when", when)
+		}
 		if first != nil {
 			if err := first(phase, step, target, when); err != nil {
 				return err
