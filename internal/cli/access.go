@@ -47,8 +47,9 @@ func DefaultGather(ctx context.Context, access ClusterAccess, opts inventory.Opt
 	return inventory.Gather(ctx, opts)
 }
 
-// restConfig loads the client configuration the way kubectl does.
-func restConfig(a ClusterAccess) (*rest.Config, error) {
+// kubeconfigRules find the kubeconfig as kubectl does: --kubeconfig, then
+// $KUBECONFIG (a list), then ~/.kube/config.
+func kubeconfigRules(a ClusterAccess) *clientcmd.ClientConfigLoadingRules {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.Precedence = nil
 	if a.Getenv != nil {
@@ -60,6 +61,12 @@ func restConfig(a ClusterAccess) (*rest.Config, error) {
 		rules.Precedence = []string{clientcmd.RecommendedHomeFile}
 	}
 	rules.ExplicitPath = a.Kubeconfig
+	return rules
+}
+
+// restConfig loads the client configuration the way kubectl does.
+func restConfig(a ClusterAccess) (*rest.Config, error) {
+	rules := kubeconfigRules(a)
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: a.Context}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w; pass --kubeconfig (and --context) or set KUBECONFIG to an admin kubeconfig", err)

@@ -189,6 +189,7 @@ func NewRootCommand(env Env) *cobra.Command {
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(NewCheckCommand(env))
 	root.AddCommand(NewRotationCommands(env)...)
+	registerCompletions(root, env)
 	return root
 }
 

@@ -204,7 +204,7 @@ func newRootsFlag() RootsFlag { return RootsFlag{Roots: rotation.DefaultRoots().
 
 // AddFlags registers --roots.
 func (r *RootsFlag) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&r.Roots, "roots", r.Roots, "the roots of trust to rotate, comma-separated: "+rotation.ValidRoots()+"; this version rotates cluster-ca and front-proxy-ca, together")
+	f.StringVar(&r.Roots, "roots", r.Roots, "the roots of trust to rotate, comma-separated: "+rotation.ValidRoots()+"; the two CAs always go together, with service-account-key and etcd-ca when named")
 }
 
 // Complete notes whether --roots was given: left out, a rotation in
