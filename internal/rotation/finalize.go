@@ -161,12 +161,8 @@ func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
 			if len(w.unissued) > 0 {
 				return engine.Change{}, fmt.Errorf("%s on %s is not issued by the new cluster CA, so switch has not finished there: run `carotate rotate` again before finalize", file, strings.Join(w.unissued, ", "))
 			}
-			if w.longest > 0 {
-				select {
-				case <-ctx.Done():
-					return engine.Change{}, ctx.Err()
-				case <-time.After(w.longest):
-				}
+			if err := r.waitSaying(ctx, w.longest, "kube-apiserver to re-read "+file+" (it polls it every 5 minutes)"); err != nil {
+				return engine.Change{}, err
 			}
 			return engine.Change{Changed: w.longest > 0, Detail: fmt.Sprintf("waited %s", w.longest.Round(time.Second))}, nil
 		},
@@ -177,6 +173,38 @@ func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
 			}
 			return engine.Plan{Summary: fmt.Sprintf("wait up to %s: the apiserver polls this file every 5 minutes", w.longest.Round(time.Second))}, nil
 		},
+	}
+}
+
+// progressEvery is how often a long wait says it is still waiting.
+var progressEvery = 30 * time.Second
+
+// waitSaying waits d, or until ctx ends, and logs every progressEvery
+// what it waits for and how long is left, so that a wait of minutes is
+// not silent.
+func (r *Rotation) waitSaying(ctx context.Context, d time.Duration, what string) error {
+	if d <= 0 {
+		return nil
+	}
+	done := time.NewTimer(d)
+	defer done.Stop()
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	if r.Log != nil {
+		r.Log.Info("waiting", "for", what, "left", d.Round(time.Second))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done.C:
+			return nil
+		case <-tick.C:
+			if r.Log != nil {
+				r.Log.Info("waiting", "for", what, "left", time.Until(end).Round(time.Second))
+			}
+		}
 	}
 }
 

@@ -3,9 +3,11 @@ package rotation
 import (
 	"context"
 	"crypto/x509"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +111,29 @@ func TestReloadWaitCountsARestart(t *testing.T) {
 				t.Errorf("detail %q, want %q", detail, tc.detail)
 			}
 		})
+	}
+}
+
+// A long wait says what it waits for, at its start and then every
+// progressEvery, and ends early with its context.
+func TestWaitSaysItIsWaiting(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = 20 * time.Millisecond
+	var log strings.Builder
+	r := &Rotation{Log: slog.New(slog.NewTextHandler(&log, nil))}
+	if err := r.waitSaying(context.Background(), 110*time.Millisecond, "the test"); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(log.String(), `msg=waiting for="the test" left=`); n < 3 {
+		t.Errorf("%d progress lines in a wait of 5 periods, want at least 3:\n%s", n, log.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if err := r.waitSaying(ctx, time.Hour, "nothing"); err == nil || time.Since(start) > time.Second {
+		t.Errorf("a cancelled wait returned %v after %s", err, time.Since(start))
+	}
+	if err := (&Rotation{}).waitSaying(context.Background(), 0, "no wait"); err != nil {
+		t.Error(err)
 	}
 }
