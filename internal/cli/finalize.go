@@ -43,7 +43,10 @@ func (o *FinalizeOptions) AddFlags(f *pflag.FlagSet) {
 }
 
 // Validate refuses flag values that cannot work, before anything is read.
-func (o *FinalizeOptions) Validate() error { return o.ChangeFlags.validate(&o.rotationOptions) }
+func (o *FinalizeOptions) Validate() error {
+	_, logCmd := splitCommand("kubelet-log-command", o.KubeletLogCommand)
+	return o.ChangeFlags.validate(&o.rotationOptions, logCmd)
+}
 
 // Run finalizes the rotation that has switched.
 func (o *FinalizeOptions) Run(ctx context.Context) error {

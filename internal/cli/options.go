@@ -180,8 +180,8 @@ func (c *ChangeFlags) validate(o *rotationOptions, own ...error) error {
 		errs = append(errs, fmt.Errorf("--parallelism must be at least 1, got %d", c.Parallelism))
 	}
 	errs = append(errs, o.NodeFlags.Validate())
-	if len(strings.Fields(c.KubeletRestartCommand)) == 0 {
-		errs = append(errs, errors.New("--kubelet-restart-command is empty"))
+	if _, err := splitCommand("kubelet-restart-command", c.KubeletRestartCommand); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(append(errs, o.StateFlags.Validate(), o.RootsFlag.Validate())...)
 }

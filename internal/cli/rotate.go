@@ -49,7 +49,8 @@ func (o *RotateOptions) Validate() error {
 			until = fmt.Errorf("--until %w", err)
 		}
 	}
-	return o.ChangeFlags.validate(&o.rotationOptions, o.ImportFlags.Validate(), until)
+	_, logCmd := splitCommand("kubelet-log-command", o.KubeletLogCommand)
+	return o.ChangeFlags.validate(&o.rotationOptions, o.ImportFlags.Validate(), until, logCmd)
 }
 
 // Run resumes the rotation in progress, or starts one.

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -154,8 +153,17 @@ func (s *session) openCluster(ctx context.Context) error {
 	if s.trust != nil {
 		s.trust.add(m.New[model.ClusterCA].Cert)
 	}
+	// Both checked by Validate; rollback and status take the defaults.
+	kubeletRestart, err := splitCommand("kubelet-restart-command", s.set.kubeletRestart)
+	if err != nil {
+		return err
+	}
+	kubeletLog, err := splitCommand("kubelet-log-command", s.set.kubeletLog)
+	if err != nil {
+		return err
+	}
 	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Endpoints: endpoints,
-		KubeletRestart: strings.Fields(s.set.kubeletRestart), KubeletLog: strings.Fields(s.set.kubeletLog),
+		KubeletRestart: kubeletRestart, KubeletLog: kubeletLog,
 		ReloadWait: s.set.reloadWait, FinalizeStarted: rec.FinalizeStartedAt, Clock: o.now, Log: o.logger,
 		RestartOldTokenPods: s.set.restartOldTokenPods}
 	return nil
