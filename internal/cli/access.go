@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -64,12 +65,37 @@ func kubeconfigRules(a ClusterAccess) *clientcmd.ClientConfigLoadingRules {
 	return rules
 }
 
+// KubeconfigError is a kubeconfig that could not be loaded: bad input
+// (exit 1), not a cluster that could not be inspected.
+type KubeconfigError struct {
+	Err      error
+	Searched string // where it was looked for
+}
+
+func (e *KubeconfigError) Error() string {
+	if clientcmd.IsEmptyConfig(e.Err) {
+		// client-go's own text suggests KUBERNETES_MASTER, which nothing reads any more.
+		return fmt.Sprintf("no kubeconfig: %s gave none; pass --kubeconfig (and --context) or set KUBECONFIG to an admin kubeconfig", e.Searched)
+	}
+	return fmt.Sprintf("load kubeconfig: %v; pass --kubeconfig (and --context) or set KUBECONFIG to an admin kubeconfig", e.Err)
+}
+
+func (e *KubeconfigError) Unwrap() error { return e.Err }
+
+// searched says where kubeconfigRules looked, for an error.
+func searched(a ClusterAccess, rules *clientcmd.ClientConfigLoadingRules) string {
+	if a.Kubeconfig != "" {
+		return "--kubeconfig " + a.Kubeconfig
+	}
+	return strings.Join(rules.Precedence, ", ")
+}
+
 // restConfig loads the client configuration the way kubectl does.
 func restConfig(a ClusterAccess) (*rest.Config, error) {
 	rules := kubeconfigRules(a)
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: a.Context}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig: %w; pass --kubeconfig (and --context) or set KUBECONFIG to an admin kubeconfig", err)
+		return nil, &KubeconfigError{Err: err, Searched: searched(a, rules)}
 	}
 	cfg.UserAgent = "carotate/" + Version
 	return cfg, nil

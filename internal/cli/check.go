@@ -152,6 +152,9 @@ func (o *CheckOptions) checkOnce(ctx context.Context, out io.Writer) (metrics.Re
 	cluster, err := o.gather(ctx, o.access(o.getenv, o.logger), inventory.Options{
 		Inventory: o.inventory, SSH: o.sshDefaults(), NodeConcurrency: o.NodeConcurrency, Now: o.now, Logger: o.logger,
 	})
+	if kerr := (*KubeconfigError)(nil); errors.As(err, &kerr) {
+		return metrics.Result{Ended: o.now(), Took: o.now().Sub(start)}, kerr // bad input: exit 1
+	}
 	if err != nil {
 		return metrics.Result{Ended: o.now(), Took: o.now().Sub(start)}, fmt.Errorf("%w: %w", ErrIncomplete, err)
 	}
@@ -217,6 +220,10 @@ func (o *CheckOptions) serveMetrics(ctx context.Context) error {
 		res, err := o.checkOnce(ctx, nil)
 		if ctx.Err() != nil {
 			break
+		}
+		if kerr := (*KubeconfigError)(nil); errors.As(err, &kerr) {
+			srv.Close()
+			return kerr // no later check can do better
 		}
 		col.Set(res)
 		if err != nil && !errors.Is(err, ErrBlocking) {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,5 +81,27 @@ func TestKubeconfigErrorSaysWhatToDo(t *testing.T) {
 	_, _, err := newClients(ClusterAccess{Kubeconfig: filepath.Join(t.TempDir(), "missing.conf"), Getenv: func(string) string { return "" }})
 	if err == nil || !strings.Contains(err.Error(), "pass --kubeconfig (and --context) or set KUBECONFIG") {
 		t.Errorf("error = %v", err)
+	}
+	empty := filepath.Join(t.TempDir(), "a")
+	_, _, err = newClients(ClusterAccess{Getenv: func(k string) string { return map[string]string{"KUBECONFIG": empty}[k] }})
+	if want := "no kubeconfig: " + empty + " gave none; pass --kubeconfig"; err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "KUBERNETES_MASTER") {
+		t.Errorf("error = %v, want %q and no KUBERNETES_MASTER", err, want)
+	}
+}
+
+// A kubeconfig that cannot be loaded is bad input, exit 1, for check as
+// for the rotation commands, and with --metrics-listen too.
+func TestKubeconfigErrorIsBadInput(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.conf")
+	for _, args := range [][]string{
+		{"check", "--kubeconfig", missing},
+		{"check", "--kubeconfig", missing, "--metrics-listen", "127.0.0.1:0"},
+		{"status", "--kubeconfig", missing, "--state-dir", t.TempDir()},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Execute(context.Background(), args, Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }})
+		if code != ExitError || !strings.Contains(stderr.String(), "load kubeconfig: stat "+missing) {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and the file named", args, code, stderr.String())
+		}
 	}
 }
