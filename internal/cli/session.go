@@ -89,7 +89,7 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w", ErrIncomplete, err)
 	}
 	s.clusterID = string(ks.UID)
-	if s.dir, err = state.Open(o.StateDir, s.clusterID); err != nil {
+	if s.dir, err = s.openDir(o.StateDir, s.clusterID); err != nil {
 		return nil, err
 	}
 	if s.lc, err = rotation.OpenLifecycle(s.dir, o.now, Version); err != nil {
@@ -118,7 +118,7 @@ func (s *session) openCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rotDir, err := state.Open(s.dir.Path(), rec.RotationID)
+	rotDir, err := s.openDir(s.dir.Path(), rec.RotationID)
 	if err != nil {
 		return err
 	}
@@ -230,6 +230,15 @@ func apiserverEndpoint(n model.Node) string {
 		}
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// openDir opens a state directory: created for a command that changes the
+// cluster, only read for plan and status, which write nothing locally.
+func (s *session) openDir(root, id string) (*state.Dir, error) {
+	if s.cmd.Mutates() {
+		return state.Open(root, id)
+	}
+	return state.OpenIfExists(root, id)
 }
 
 // lockRequestTimeout bounds each request of the rotation lock.

@@ -97,6 +97,29 @@ func Open(root, clusterID string) (*Dir, error) {
 	return d, nil
 }
 
+// ErrNotCreated is a write to a directory that OpenIfExists found missing:
+// a read-only command creates nothing.
+var ErrNotCreated = errors.New("the state directory was not created: this command only reads")
+
+// OpenIfExists is Open for a command that only reads (plan, status): a
+// directory that does not exist yet is not created. It then reads as
+// empty (no record, no journal, no material), and any write fails with
+// ErrNotCreated.
+func OpenIfExists(root, clusterID string) (*Dir, error) {
+	if !clusterIDPattern.MatchString(clusterID) {
+		return Open(root, clusterID) // for its error
+	}
+	path := filepath.Join(root, clusterID)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return &Dir{path: path}, nil
+	}
+	return Open(root, clusterID)
+}
+
+// Created says whether the directory exists: false for one OpenIfExists
+// did not create.
+func (d *Dir) Created() bool { return d.fs != nil }
+
 // Path is the directory.
 func (d *Dir) Path() string { return d.path }
 
@@ -212,5 +235,8 @@ func syncDir(dir string) error {
 // writeFile writes name (relative to the directory) atomically with mode
 // 0600.
 func (d *Dir) writeFile(name string, data []byte) error {
+	if d.fs == nil {
+		return fmt.Errorf("write %s: %w", d.Join(name), ErrNotCreated)
+	}
 	return d.fs.WriteFile(context.Background(), "/"+filepath.ToSlash(name), data, FileMode)
 }

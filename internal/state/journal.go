@@ -61,6 +61,9 @@ func (d *Dir) OpenJournal(now func() time.Time) (*Journal, error) {
 		now = time.Now
 	}
 	path := d.Join(JournalFile)
+	if !d.Created() {
+		return nil, fmt.Errorf("open journal %s: %w", path, ErrNotCreated)
+	}
 	repaired, err := d.repairJournal(now)
 	if err != nil {
 		return nil, fmt.Errorf("open journal %s: repair the lines a crash cut short: %w", path, err)

@@ -595,3 +595,48 @@ func TestJournalRepairIsOneAtomicStep(t *testing.T) {
 		t.Errorf("state directory (-want +got):\n%s", diff)
 	}
 }
+
+// A read-only command's directory: missing, it is not created, reads as
+// empty and refuses writes; present, it is the same as Open's.
+func TestOpenIfExistsCreatesNothing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d, err := OpenIfExists(root, "cluster-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("OpenIfExists created %s (%v)", root, err)
+	}
+	if d.Created() {
+		t.Error("Created() on a directory that does not exist")
+	}
+	if _, err := d.LoadRecord(); !errors.Is(err, ErrNoRecord) {
+		t.Errorf("LoadRecord: %v, want ErrNoRecord", err)
+	}
+	if jc, err := d.ReadJournal(); err != nil || len(jc.Entries) != 0 {
+		t.Errorf("ReadJournal of a directory that does not exist: %d entries, %v", len(jc.Entries), err)
+	}
+	if err := d.SaveRecord(Record{RotationID: "r-1"}); !errors.Is(err, ErrNotCreated) {
+		t.Errorf("SaveRecord: %v, want ErrNotCreated", err)
+	}
+	if _, err := d.OpenJournal(nil); !errors.Is(err, ErrNotCreated) {
+		t.Errorf("OpenJournal: %v, want ErrNotCreated", err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a refused write created %s (%v)", root, err)
+	}
+
+	if _, err := Open(root, "cluster-1"); err != nil {
+		t.Fatal(err)
+	}
+	d, err = OpenIfExists(root, "cluster-1")
+	if err != nil || !d.Created() {
+		t.Fatalf("OpenIfExists of an existing directory: %v, created %v", err, d != nil && d.Created())
+	}
+	if err := d.SaveRecord(Record{RotationID: "r-1"}); err != nil {
+		t.Errorf("SaveRecord in an existing directory: %v", err)
+	}
+	if _, err := OpenIfExists(root, "../x"); err == nil {
+		t.Error("OpenIfExists accepted a cluster id that is a path")
+	}
+}

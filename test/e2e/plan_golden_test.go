@@ -53,6 +53,9 @@ func checkPlanGolden(t *testing.T, r *rotator, name string, extra ...string) {
 	if res.code != 0 {
 		t.Fatalf("plan: exit %d\n%s", res.code, res.stderr)
 	}
+	if entries, _ := os.ReadDir(own.stateDir); len(entries) > 0 {
+		t.Errorf("plan wrote %s into the state directory %s; a plan writes nothing", entries[0].Name(), own.stateDir)
+	}
 	got := normalisePlan(strings.ReplaceAll(res.stdout, own.stateDir, "STATE"))
 	file := filepath.Join("testdata", "plan-"+name+".golden")
 	if os.Getenv(updateGoldenEnv) != "" {
