@@ -177,7 +177,7 @@ func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
 }
 
 // progressEvery is how often a long wait says it is still waiting.
-var progressEvery = 30 * time.Second
+var progressEvery = 10 * time.Second
 
 // waitSaying waits d, or until ctx ends, and logs every progressEvery
 // what it waits for and how long is left, so that a wait of minutes is

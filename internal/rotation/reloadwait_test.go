@@ -137,3 +137,21 @@ func TestWaitSaysItIsWaiting(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A static pod that does not come back says, while it is waited for,
+// which component on which node, and then times out naming it.
+func TestStaticPodWaitSaysWhatItWaitsFor(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = 500 * time.Millisecond
+	var log strings.Builder
+	r := &Rotation{Client: fake.NewClientset(), Log: slog.New(slog.NewTextHandler(&log, nil)),
+		Timeouts: Timeouts{StaticPod: 2500 * time.Millisecond}}
+	manifestData := []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-scheduler\n  namespace: kube-system\nspec:\n  containers:\n  - name: kube-scheduler\n    image: registry.k8s.io/kube-scheduler:v1.37.2\n")
+	err := r.waitStaticPod(context.Background(), "kube-scheduler", "cp-1", "", manifestData)
+	if err == nil || !strings.Contains(err.Error(), "node cp-1: kube-scheduler did not come back Ready") {
+		t.Errorf("waitStaticPod: %v", err)
+	}
+	if n := strings.Count(log.String(), `msg=waiting for="kube-scheduler on cp-1 to come back Ready from its new manifest"`); n < 2 {
+		t.Errorf("%d progress lines in a wait of 2.5 s at one every 0.5 s:\n%s", n, log.String())
+	}
+}

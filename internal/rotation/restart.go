@@ -115,7 +115,13 @@ func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashB
 		return err
 	}
 	var last staticPodState
+	start, said := time.Now(), time.Now()
 	err = wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
+		if r.Log != nil && time.Since(said) >= progressEvery {
+			said = time.Now()
+			r.Log.Info("waiting", "for", component+" on "+nodeName+" to come back Ready from its new manifest",
+				"waited", time.Since(start).Round(time.Second), "ready", last.Ready, "at most", r.timeouts().StaticPod)
+		}
 		st, err := r.staticPod(ctx, component, nodeName)
 		if err != nil {
 			return false, nil // the API may blink while a control plane restarts; the timeout bounds it
