@@ -27,11 +27,15 @@ func registerCompletions(root *cobra.Command, env Env) {
 		return cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp)
 	}
 	byFlag := map[string]cobra.CompletionFunc{
-		"output":        fixed(OutputText, OutputJSON, OutputYAML),
-		"until":         fixed(rotation.PhasePrepare, rotation.PhaseTrust, rotation.PhaseSwitch),
-		"roots":         completeRoots,
-		"context":       func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) { return completeContexts(cmd, env) },
-		"allow-unready": func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) { return completeNodes(cmd, env) },
+		"output": fixed(OutputText, OutputJSON, OutputYAML),
+		"until":  fixed(rotation.PhasePrepare, rotation.PhaseTrust, rotation.PhaseSwitch),
+		"roots":  completeRoots,
+		"context": func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+			return completeContexts(cmd, env)
+		},
+		"allow-unready": func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+			return completeNodes(cmd, env)
+		},
 	}
 	root.RegisterFlagCompletionFunc("log-format", fixed(LogText, LogJSON))
 	var walk func(*cobra.Command)
