@@ -6,6 +6,9 @@ import (
 	"io"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/carotate/carotate/internal/clusterstatus"
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/pki"
@@ -17,11 +20,14 @@ import (
 // The caller holds the lock; ctx is cancelled if it is lost.
 func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFlags) error {
 	o := s.o
+	cmd := string(sel.Command)
 	if err := s.lc.Preflight(s.cluster, c.AllowUnready); err != nil {
+		s.pub.Event(ctx, corev1.EventTypeWarning, "Refused", cmd, cmd+" refused: "+err.Error())
 		return err
 	}
 	if !sel.Rollback() {
 		if err := s.rot.EtcdPreflight(ctx); err != nil {
+			s.pub.Event(ctx, corev1.EventTypeWarning, "Refused", cmd, cmd+" refused: "+err.Error())
 			return fmt.Errorf("%w: %w", rotation.ErrRefused, err)
 		}
 	}
@@ -35,16 +41,22 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 	if err := o.confirm(sel.Command, c.Yes, c.Output); err != nil {
 		return err
 	}
+	s.pub.Set(ctx, cmd, clusterstatus.Running, s.lc.State().String(), fmt.Sprintf("%s started by %s", cmd, s.pub.Holder))
+	s.pub.Event(ctx, corev1.EventTypeNormal, "Started", cmd, fmt.Sprintf("%s of rotation %s started (roots %s; the record says %s)", cmd, s.lc.Record.RotationID, s.lc.Roots(), s.lc.State()))
 	res, err := s.lc.Run(ctx, s.rot, sel, rotation.RunOptions{
-		Reporter:    s.reporter(c.Output),
+		Reporter:    s.pub.Reporter(ctx, cmd, s.reporter(c.Output)),
 		Parallelism: c.Parallelism,
 		Lock:        s.lock,
 		Hook:        s.failpoints(),
 		Log:         o.logger,
 	})
 	if err != nil {
+		s.pub.Set(ctx, cmd, clusterstatus.Failed, s.lc.State().String(), err.Error())
+		s.pub.Event(ctx, corev1.EventTypeWarning, "Stopped", cmd, fmt.Sprintf("%s stopped; the record says %s: %v", cmd, s.lc.State(), err))
 		return err
 	}
+	s.pub.Set(ctx, cmd, clusterstatus.Done, res.State.String(), fmt.Sprintf("%s done in %s", cmd, res.Took.Round(time.Second)))
+	s.pub.Event(ctx, corev1.EventTypeNormal, "Finished", cmd, fmt.Sprintf("%s of rotation %s done in %s; the record says %s", cmd, s.lc.Record.RotationID, res.Took.Round(time.Second), res.State))
 	s.finished(res, c.Output)
 	if sel.Command == rotation.Rotate {
 		s.notRotated(c.Output)

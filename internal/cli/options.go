@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/carotate/carotate/internal/clusterstatus"
+	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/rotation"
 )
 
@@ -139,6 +141,9 @@ func (o *rotationOptions) run(ctx context.Context, req rotation.Request, set rot
 		defer lk.Release()
 		defer func() { err = lk.Explain(err) }()
 		s.lock, ctx = lk, lk.Context()
+		rec := s.lc.Record
+		s.pub = &clusterstatus.Publisher{Client: s.statusCS, Rotation: rec.RotationID, Roots: s.lc.Roots().Names(),
+			Holder: lock.CurrentHolder(rec.RotationID).String(), StartedAt: rec.StartedAt, Now: o.now, Log: o.logger}
 	}
 	defer s.close()
 	if err := s.openCluster(ctx); err != nil {

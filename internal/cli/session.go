@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/carotate/carotate/internal/clusterstatus"
 	"github.com/carotate/carotate/internal/failpoint"
 	"github.com/carotate/carotate/internal/inventory"
 	"github.com/carotate/carotate/internal/lock"
@@ -31,6 +32,8 @@ type session struct {
 	cfg       *rest.Config
 	cs        kubernetes.Interface
 	lockCS    kubernetes.Interface // the rotation lock's client: see lockConfig
+	statusCS  kubernetes.Interface // the status ConfigMap's and Events' client
+	pub       *clusterstatus.Publisher
 	clusterID string
 	cluster   model.Cluster
 	dir       *state.Dir // the cluster's directory: record and journal
@@ -73,6 +76,15 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 	if err != nil {
 		return nil, err
 	}
+	// The status in the cluster is best effort, and no side effect the
+	// failpoints count: its client is made before their wrapper.
+	statusCfg := rest.CopyConfig(cfg)
+	statusCfg.Timeout = clusterstatus.RequestTimeout
+	logRequests(statusCfg, o.logger)
+	statusCS, err := kubernetes.NewForConfig(statusCfg)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Wrap(failpoint.Transport(fail, leasesPath))
 	logRequests(cfg, o.logger)
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -83,7 +95,7 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 	if err != nil {
 		return nil, err
 	}
-	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, lockCS: lockCS, fail: fail, trust: trust}
+	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, lockCS: lockCS, statusCS: statusCS, fail: fail, trust: trust}
 	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w", ErrIncomplete, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/carotate/carotate/internal/clusterstatus"
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
@@ -59,11 +60,13 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 // status shows each node's stage as observed, and the record and journal.
 func (s *session) status(ctx context.Context, output string) error {
 	out := s.o.Out
+	inCluster := s.clusterStatus(ctx)
 	if s.lc.Fresh {
 		if structured(output) {
-			return writeDocument(out, output, RotationStatus{APIVersion: engine.APIVersion, Kind: "RotationStatus"})
+			return writeDocument(out, output, RotationStatus{APIVersion: engine.APIVersion, Kind: "RotationStatus", Cluster: inCluster})
 		}
-		fmt.Fprintln(out, "No rotation in progress.")
+		fmt.Fprintf(out, "No rotation in progress in %s.\n", s.dir.Path())
+		writeClusterStatus(out, inCluster)
 		return nil
 	}
 	rec := s.lc.Record
@@ -77,6 +80,7 @@ func (s *session) status(ctx context.Context, output string) error {
 		if jerr == nil {
 			st.addJournal(jc)
 		}
+		st.Cluster = inCluster
 		return writeDocument(out, output, st)
 	}
 	fmt.Fprintf(out, "Rotation %s, started %s; record says: %s\n", rec.RotationID, rec.StartedAt.Format(time.RFC3339), s.lc.State())
@@ -84,7 +88,49 @@ func (s *session) status(ctx context.Context, output string) error {
 	if jerr == nil {
 		writeJournal(out, jc)
 	}
+	writeClusterStatus(out, inCluster)
 	return nil
+}
+
+// ClusterStatus is what the ConfigMap kube-system/carotate-status says:
+// the last command any carotate ran on this cluster, from any machine.
+type ClusterStatus struct {
+	Rotation  string    `json:"rotation"`
+	Roots     []string  `json:"roots,omitempty"`
+	Command   string    `json:"command"`
+	State     string    `json:"state"`
+	Record    string    `json:"record"`
+	Holder    string    `json:"holder"`
+	Message   string    `json:"message,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// clusterStatus reads the ConfigMap; nil when there is none or it cannot
+// be read (the local record is the truth; this is what others see).
+func (s *session) clusterStatus(ctx context.Context) *ClusterStatus {
+	st, ok, err := clusterstatus.Read(ctx, s.cs)
+	if err != nil {
+		s.o.logger.Warn("could not read the rotation's status in the cluster", "configmap", clusterstatus.Namespace+"/"+clusterstatus.Name, "err", err)
+	}
+	if !ok {
+		return nil
+	}
+	return &ClusterStatus{Rotation: st.Rotation, Roots: st.Roots, Command: st.Command, State: st.State, Record: st.Record,
+		Holder: st.Holder, Message: st.Message, StartedAt: st.StartedAt, UpdatedAt: st.UpdatedAt}
+}
+
+// writeClusterStatus says what the cluster's status ConfigMap says.
+func writeClusterStatus(w io.Writer, c *ClusterStatus) {
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(w, "The cluster (ConfigMap %s/%s) says: rotation %s (roots %s): %s %s at %s, the record then at %q, run by %s.\n",
+		clusterstatus.Namespace, clusterstatus.Name, c.Rotation, strings.Join(c.Roots, ","), c.Command, c.State,
+		c.UpdatedAt.Format(time.RFC3339), c.Record, c.Holder)
+	if c.State == clusterstatus.Running || c.State == clusterstatus.Failed {
+		fmt.Fprintf(w, "  %s\n", c.Message)
+	}
 }
 
 // RotationStatus is what `carotate status -o json|yaml` prints: the
@@ -109,6 +155,9 @@ type RotationStatus struct {
 	// them was interrupted, or someone changed them.
 	NotAtRecord []string       `json:"notAtRecord,omitempty"`
 	Journal     *JournalStatus `json:"journal,omitempty"`
+	// Cluster is what the cluster's status ConfigMap says, from whichever
+	// machine ran carotate last.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // NodeStatus is one node's observed stage.

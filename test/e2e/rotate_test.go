@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/carotate/carotate/internal/cli"
+	"github.com/carotate/carotate/internal/clusterstatus"
 	"github.com/carotate/carotate/internal/lab"
 	"github.com/carotate/carotate/internal/lab/labtest"
 	"github.com/carotate/carotate/internal/lock"
@@ -178,9 +179,11 @@ func TestRotateOneControlPlane(t *testing.T) {
 				}
 			}
 			checkStatusDocument(t, r.run("status", "-o", "yaml"), rec.RotationID, until, len(l.Nodes))
+			checkStatusInCluster(t, l, rec.RotationID, "rotate", until)
 			if res := r.run("rollback", "--yes"); res.code != 0 {
 				t.Fatalf("rollback: exit %d", res.code)
 			}
+			checkStatusInCluster(t, l, rec.RotationID, "rollback", "rolled-back")
 			requireSameFiles(t, "after rollback from "+until, before, snapshot(t, l))
 			if err := l.WaitHealthy(ctx, 3*time.Minute); err != nil {
 				t.Errorf("after rollback from %s: %v", until, err)
@@ -593,6 +596,47 @@ func checkStatusDocument(t *testing.T, res result, id, stage string, nodes int) 
 	for _, n := range st.Nodes {
 		if !slices.Contains(n.At, stage) {
 			t.Errorf("status -o yaml: %s at %v, want %s", n.Name, n.At, stage)
+		}
+	}
+}
+
+// checkStatusInCluster: the ConfigMap kube-system/carotate-status says the
+// command is done with the record at want, and Events about it say it
+// started and finished, and, for rotate, that each phase was verified
+// (a rollback has no gates).
+func checkStatusInCluster(t *testing.T, l *lab.Lab, id, command, want string) {
+	t.Helper()
+	c, err := l.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, ok, err := clusterstatus.Read(ctx, c)
+	if err != nil || !ok {
+		t.Fatalf("ConfigMap %s/%s: found %v, %v", clusterstatus.Namespace, clusterstatus.Name, ok, err)
+	}
+	if st.Rotation != id || st.Command != command || st.State != clusterstatus.Done || st.Record != want || st.Holder == "" {
+		t.Errorf("ConfigMap %s/%s says %+v, want rotation %s, %s done, record %q", clusterstatus.Namespace, clusterstatus.Name, st, id, command, want)
+	}
+	list, err := c.EventsV1().Events(clusterstatus.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]int{}
+	for _, e := range list.Items {
+		if e.Regarding.Name == clusterstatus.Name && e.Action == command && e.EventTime.After(st.StartedAt.Add(-time.Second)) &&
+			(strings.Contains(e.Note, id) || e.Reason == "PhaseVerified") {
+			reasons[e.Reason]++
+		}
+	}
+	wanted := []string{"Started", "Finished"}
+	if command == "rotate" {
+		wanted = append(wanted, "PhaseVerified")
+	}
+	for _, r := range wanted {
+		if reasons[r] == 0 {
+			t.Errorf("Events about %s for %s of %s: %v, want %v", clusterstatus.Name, command, id, reasons, wanted)
+			break
 		}
 	}
 }
