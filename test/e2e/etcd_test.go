@@ -193,18 +193,7 @@ func checkEtcdRotated(t *testing.T, l *lab.Lab, r *rotator, oldCreds etcdCreds, 
 	cps := l.ControlPlaneNodes()
 	t.Run("etcd: every member's CA is the new etcd CA and signs its certificates", func(t *testing.T) {
 		for _, n := range cps {
-			read := func(p string) []*x509.Certificate {
-				host, _ := l.NodePath(n.Name, "/etc/kubernetes/pki/"+p)
-				b, err := os.ReadFile(host)
-				if err != nil {
-					t.Fatal(err)
-				}
-				certs, err := pki.ParseCertificatesPEM(host, b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return certs
-			}
+			read := func(p string) []*x509.Certificate { return nodeCerts(t, l, n.Name, "/etc/kubernetes/pki/"+p) }
 			cas := read("etcd/ca.crt")
 			if len(cas) != 1 || pki.SPKIFingerprint(cas[0]) != rec.CAs[model.EtcdCA].New {
 				t.Errorf("%s: etcd/ca.crt holds %d certificates, want only the new etcd CA %s", n.Name, len(cas), rec.CAs[model.EtcdCA].New)

@@ -27,6 +27,7 @@ import (
 	"github.com/carotate/carotate/internal/lab"
 	"github.com/carotate/carotate/internal/lab/labtest"
 	"github.com/carotate/carotate/internal/lab/probe"
+	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 	"github.com/carotate/carotate/internal/state/backup"
@@ -432,3 +433,19 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 }
 
 var _ = context.Background
+
+// nodeCerts reads the certificates of a file on a node, as the test sees
+// it from the host.
+func nodeCerts(t *testing.T, l *lab.Lab, node, path string) []*x509.Certificate {
+	t.Helper()
+	host, _ := l.NodePath(node, path)
+	b, err := os.ReadFile(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCertificatesPEM(host, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs
+}

@@ -439,18 +439,7 @@ func checkAfterRotation(t *testing.T, l *lab.Lab, r *rotator, before map[string]
 			} else {
 				t.Logf("%s: kubeadm certs check-expiration:\n%s", n.Name, out)
 			}
-			read := func(p string) []*x509.Certificate {
-				host, _ := l.NodePath(n.Name, p)
-				b, err := os.ReadFile(host)
-				if err != nil {
-					t.Fatal(err)
-				}
-				certs, err := pki.ParseCertificatesPEM(host, b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return certs
-			}
+			read := func(p string) []*x509.Certificate { return nodeCerts(t, l, n.Name, p) }
 			for ca, leaves := range map[string][]string{
 				"ca":             {"apiserver.crt", "apiserver-kubelet-client.crt"},
 				"front-proxy-ca": {"front-proxy-client.crt"},
