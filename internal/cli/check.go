@@ -190,6 +190,20 @@ func (o *CheckOptions) checkOnce(ctx context.Context, out io.Writer) (metrics.Re
 	return res, nil
 }
 
+// keepLastGathered: a check that gathered nothing (the API is away) shows
+// the last expiries found, so that alerts on them do not go quiet, with
+// carotate_check_up 0 saying they are old. It returns what to show and
+// the last check that gathered anything.
+func keepLastGathered(res metrics.Result, last *metrics.Result) (metrics.Result, *metrics.Result) {
+	if res.Cluster.ObservedAt.IsZero() {
+		if last != nil {
+			res.Cluster, res.Findings = last.Cluster, last.Findings
+		}
+		return res, last
+	}
+	return res, &res
+}
+
 const (
 	defaultMetricsInterval = 5 * time.Minute
 	minMetricsInterval     = 10 * time.Second
@@ -216,6 +230,7 @@ func (o *CheckOptions) serveMetrics(ctx context.Context) error {
 
 	tick := time.NewTicker(o.MetricsInterval)
 	defer tick.Stop()
+	var last *metrics.Result
 	for ctx.Err() == nil {
 		res, err := o.checkOnce(ctx, nil)
 		if ctx.Err() != nil {
@@ -225,6 +240,7 @@ func (o *CheckOptions) serveMetrics(ctx context.Context) error {
 			srv.Close()
 			return kerr // no later check can do better
 		}
+		res, last = keepLastGathered(res, last)
 		col.Set(res)
 		if err != nil && !errors.Is(err, ErrBlocking) {
 			o.logger.Warn("check failed; its metrics say carotate_check_up 0", "err", err)

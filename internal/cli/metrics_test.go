@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/carotate/carotate/internal/metrics"
 )
 
 // syncBuffer is a bytes.Buffer that a running command writes while the
@@ -122,5 +124,27 @@ func TestCheckMetricsRefusesBadFlags(t *testing.T) {
 	code, _, stderr := run(t, g, nil, "check", "--metrics-listen", ln.Addr().String())
 	if want := "--metrics-listen " + ln.Addr().String() + ": listen tcp"; code != ExitError || !strings.Contains(stderr, want) || !strings.Contains(stderr, "pick a free address") || g.called {
 		t.Errorf("address in use: exit %d, gathered %v, stderr %q, want %q", code, g.called, stderr, want)
+	}
+}
+
+// A check that gathered nothing keeps the last expiries on show, marked
+// not up; one that gathered replaces them.
+func TestMetricsKeepTheLastGathered(t *testing.T) {
+	good := metrics.Result{Cluster: fixture(), Complete: true, Ended: testNow}
+	failed := metrics.Result{Ended: testNow.Add(time.Minute)}
+	res, last := keepLastGathered(failed, nil)
+	if !res.Cluster.ObservedAt.IsZero() || last != nil {
+		t.Errorf("a first check that failed shows %v, keeps %v", res.Cluster.ObservedAt, last)
+	}
+	res, last = keepLastGathered(good, nil)
+	if res.Cluster.ObservedAt != testNow || last == nil {
+		t.Fatalf("a good check: shows %v, keeps %v", res.Cluster.ObservedAt, last)
+	}
+	res, last = keepLastGathered(failed, last)
+	if res.Cluster.ObservedAt != testNow || res.Complete || res.Ended != failed.Ended || len(res.Cluster.Nodes) != 2 {
+		t.Errorf("a failed check after a good one shows %+v, want the good one's cluster, not complete, ended %v", res, failed.Ended)
+	}
+	if last.Ended != testNow {
+		t.Errorf("the last gathered became %v", last.Ended)
 	}
 }
