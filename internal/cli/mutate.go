@@ -41,7 +41,7 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 	if err := o.confirm(sel.Command, c.Yes, c.Output); err != nil {
 		return err
 	}
-	s.pub.Set(ctx, cmd, clusterstatus.Running, s.lc.State().String(), fmt.Sprintf("%s started by %s", cmd, s.pub.Holder))
+	s.pub.Set(ctx, cmd, clusterstatus.Running, s.lc.State().String(), fmt.Sprintf("%s started by %s", cmd, s.pub.Who()))
 	s.pub.Event(ctx, corev1.EventTypeNormal, "Started", cmd, fmt.Sprintf("%s of rotation %s started (roots %s; the record says %s)", cmd, s.lc.Record.RotationID, s.lc.Roots(), s.lc.State()))
 	res, err := s.lc.Run(ctx, s.rot, sel, rotation.RunOptions{
 		Reporter:    s.pub.Reporter(ctx, cmd, s.reporter(c.Output)),

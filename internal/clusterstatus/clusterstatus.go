@@ -84,6 +84,14 @@ type Publisher struct {
 	warned bool
 }
 
+// Who is the holder the status names; "" for no publisher.
+func (p *Publisher) Who() string {
+	if p == nil {
+		return ""
+	}
+	return p.Holder
+}
+
 // Set records that command is in state, with the record's stage and a
 // message, creating the ConfigMap if it is missing.
 func (p *Publisher) Set(ctx context.Context, command, state, record, message string) {
