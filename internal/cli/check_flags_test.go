@@ -29,6 +29,7 @@ func TestCheckRefusesBadFlags(t *testing.T) {
 		{name: "zero concurrency", args: []string{"--node-concurrency", "0"}, want: "--node-concurrency must be at least 1, got 0"},
 		{name: "port out of range", args: []string{"--ssh-port", "70000"}, want: "--ssh-port 70000 is out of range 1-65535"},
 		{name: "port not a number", args: []string{"--ssh-port", "ssh"}, want: `invalid argument "ssh" for "--ssh-port" flag`},
+		{name: "jump host without a host", args: []string{"--ssh-jump", "ops@"}, want: `--ssh-jump "ops@": "ops@" is not [user@]host[:port]; give [user@]host[:port], comma-separated, or none`},
 		{name: "missing inventory file", args: []string{"--inventory", filepath.Join(dir, "none.yaml")},
 			want: "--inventory: inventory file " + filepath.Join(dir, "none.yaml") + ": cannot read it; check --inventory"},
 		{name: "bad inventory entry", args: []string{"--inventory", badInv},

@@ -16,6 +16,7 @@ import (
 	"github.com/carotate/carotate/internal/check"
 	"github.com/carotate/carotate/internal/inventory"
 	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/node"
 )
 
 var testNow = time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
@@ -246,6 +247,20 @@ func TestCheckPassesFlagsAndEnvironment(t *testing.T) {
 			wantSSH:    inventory.SSHDefaults{User: "ubuntu", IdentityFiles: []string{"/a", "/b"}, KnownHostsFiles: []string{"/kh"}, Port: "2222", Sudo: true},
 			wantConc:   3,
 			wantInv:    &inventory.File{Source: inv, Nodes: []inventory.Entry{{Name: "cp-1", Executor: "local"}}},
+		},
+		{
+			name: "jump hosts from the flag",
+			args: []string{"--ssh-jump", "ops@bastion:2222,gw"},
+			wantSSH: inventory.SSHDefaults{User: "root", IdentityFiles: []string{"/lab/id_ed25519"}, KnownHostsFiles: []string{"/lab/known_hosts", "/etc/ssh/ssh_known_hosts"},
+				Jump: []node.SSHConfig{{Address: "bastion:2222", User: "ops"}, {Address: "gw"}}},
+			wantConc: inventory.DefaultNodeConcurrency,
+		},
+		{
+			name: "--ssh-jump none goes direct, whatever ~/.ssh/config says",
+			args: []string{"--ssh-jump", "none"},
+			wantSSH: inventory.SSHDefaults{User: "root", IdentityFiles: []string{"/lab/id_ed25519"}, KnownHostsFiles: []string{"/lab/known_hosts", "/etc/ssh/ssh_known_hosts"},
+				Jump: []node.SSHConfig{}},
+			wantConc: inventory.DefaultNodeConcurrency,
 		},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/carotate/carotate/internal/inventory"
 	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/node"
 	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
@@ -25,6 +26,7 @@ const (
 	EnvSSHUser       = "CAROTATE_SSH_USER"
 	EnvSSHKey        = "CAROTATE_SSH_KEY"         // one path, or several separated by ':'
 	EnvSSHKnownHosts = "CAROTATE_SSH_KNOWN_HOSTS" // likewise
+	EnvSSHJump       = "CAROTATE_SSH_JUMP"        // [user@]host[:port], comma-separated
 	EnvStateDir      = "CAROTATE_STATE_DIR"
 	EnvBackupKey     = "CAROTATE_BACKUP_KEY"
 )
@@ -75,6 +77,7 @@ type NodeFlags struct {
 	SSHKeys       []string
 	SSHKnownHosts []string
 	SSHPort       int
+	SSHJump       string
 	Sudo          bool
 	InventoryFile string
 
@@ -87,6 +90,7 @@ func (n *NodeFlags) AddFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&n.SSHKeys, "ssh-key", n.SSHKeys, "SSH private key file; repeatable (default: $"+EnvSSHKey+", ~/.ssh/config, the agent)")
 	f.StringArrayVar(&n.SSHKnownHosts, "ssh-known-hosts", n.SSHKnownHosts, "known_hosts file the nodes' host keys are checked against; repeatable (default: $"+EnvSSHKnownHosts+", then ~/.ssh/known_hosts)")
 	f.IntVar(&n.SSHPort, "ssh-port", n.SSHPort, "SSH port on the nodes (default: ~/.ssh/config, then 22)")
+	f.StringVar(&n.SSHJump, "ssh-jump", n.SSHJump, "reach the nodes through these jump hosts, as ssh -J: [user@]host[:port], comma-separated, each host key checked (default: $"+EnvSSHJump+", then ProxyJump in ~/.ssh/config); none to go direct")
 	f.BoolVar(&n.Sudo, "sudo", n.Sudo, "run commands on the nodes through sudo -n, for a login that is not root")
 	f.StringVar(&n.InventoryFile, "inventory", n.InventoryFile, "YAML file overriding address, user, port, executor (ssh|local) and sudo per node, or skipping nodes")
 }
@@ -102,6 +106,9 @@ func (n *NodeFlags) Complete(env Env, flags *pflag.FlagSet) error {
 	}
 	if !flags.Changed("ssh-known-hosts") {
 		n.SSHKnownHosts = splitPathList(env.Getenv(EnvSSHKnownHosts))
+	}
+	if !flags.Changed("ssh-jump") {
+		n.SSHJump = env.Getenv(EnvSSHJump)
 	}
 	if n.InventoryFile == "" {
 		return nil
@@ -119,11 +126,31 @@ func (n *NodeFlags) Validate() error {
 	if n.SSHPort < 0 || n.SSHPort > 65535 {
 		return fmt.Errorf("--ssh-port %d is out of range 1-65535", n.SSHPort)
 	}
+	if _, err := n.jump(); err != nil {
+		return fmt.Errorf("--ssh-jump %q: %w; give [user@]host[:port], comma-separated, or none", n.SSHJump, err)
+	}
 	return nil
+}
+
+// jump is --ssh-jump's hops: nil when not given (ssh_config's ProxyJump
+// then counts), empty for none.
+func (n *NodeFlags) jump() ([]node.SSHConfig, error) {
+	if strings.TrimSpace(n.SSHJump) == "" {
+		return nil, nil
+	}
+	hops, err := node.ParseJump(n.SSHJump)
+	if err != nil {
+		return nil, err
+	}
+	if hops == nil {
+		hops = []node.SSHConfig{} // none: direct, whatever ~/.ssh/config says
+	}
+	return hops, nil
 }
 
 func (n *NodeFlags) sshDefaults() inventory.SSHDefaults {
 	d := inventory.SSHDefaults{User: n.SSHUser, IdentityFiles: n.SSHKeys, KnownHostsFiles: n.SSHKnownHosts, Sudo: n.Sudo}
+	d.Jump, _ = n.jump() // checked by Validate
 	if n.SSHPort != 0 {
 		d.Port = strconv.Itoa(n.SSHPort)
 	}

@@ -24,7 +24,7 @@ func commandFlags(t *testing.T) map[string]map[string]string {
 // reads and no other, and the flags commands share mean the same on each.
 func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 	cluster := []string{"kubeconfig", "context"}
-	nodes := []string{"ssh-user", "ssh-key", "ssh-known-hosts", "ssh-port", "sudo", "inventory"}
+	nodes := []string{"ssh-user", "ssh-key", "ssh-known-hosts", "ssh-port", "ssh-jump", "sudo", "inventory"}
 	state := []string{"state-dir", "backup-key", "roots"}
 	imports := []string{"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "service-account-key", "service-account-key-type"}
 	change := []string{"yes", "force-unlock", "output", "parallelism", "allow-unready", "kubelet-restart-command"}

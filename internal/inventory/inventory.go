@@ -38,6 +38,9 @@ type SSHDefaults struct {
 	// one; empty for 22.
 	Port string
 	Sudo bool
+	// Jump are the jump hosts to every node (--ssh-jump): nil to follow
+	// ~/.ssh/config's ProxyJump, empty to go direct.
+	Jump []node.SSHConfig
 }
 
 // Target says how to reach one node, resolved from the defaults and the
@@ -201,6 +204,20 @@ func ResolveTarget(n model.Node, d SSHDefaults, inv *File) (Target, error) {
 		IdentityFiles:   append([]string(nil), d.IdentityFiles...),
 		KnownHostsFiles: append([]string(nil), d.KnownHostsFiles...),
 		Sudo:            d.Sudo,
+	}
+	if d.Jump != nil {
+		// A copy per node: completing it fills each hop in place.
+		cfg.Jump = append(make([]node.SSHConfig, 0, len(d.Jump)), d.Jump...)
+		for i := range cfg.Jump {
+			// --ssh-key and --ssh-known-hosts serve the hops too; the
+			// login is the hop's own (ssh -J's user@, ~/.ssh/config).
+			if len(cfg.Jump[i].IdentityFiles) == 0 {
+				cfg.Jump[i].IdentityFiles = append([]string(nil), d.IdentityFiles...)
+			}
+			if len(cfg.Jump[i].KnownHostsFiles) == 0 {
+				cfg.Jump[i].KnownHostsFiles = append([]string(nil), d.KnownHostsFiles...)
+			}
+		}
 	}
 	host, port := n.InternalIP, d.Port
 	if e.Address != "" {

@@ -96,6 +96,18 @@ func TestResolveTarget(t *testing.T) {
 		{name: "local executor", node: model.Node{Name: "n1", InternalIP: "192.0.2.1"}, defaults: defaults,
 			entry: &Entry{Name: "n1", Executor: ExecutorLocal},
 			want:  Target{Node: "n1", Executor: ExecutorLocal}},
+		{name: "jump hosts get the keys and known_hosts, not the login", node: model.Node{Name: "n1", InternalIP: "192.0.2.1"},
+			defaults: SSHDefaults{User: "root", IdentityFiles: []string{"/k"}, KnownHostsFiles: []string{"/kh"},
+				Jump: []node.SSHConfig{{Address: "bastion:2222", User: "ops"}, {Address: "gw", IdentityFiles: []string{"/gw.key"}}}},
+			want: Target{Node: "n1", Executor: ExecutorSSH, SSH: with(func(c *node.SSHConfig) {
+				c.Jump = []node.SSHConfig{
+					{Address: "bastion:2222", User: "ops", IdentityFiles: []string{"/k"}, KnownHostsFiles: []string{"/kh"}},
+					{Address: "gw", IdentityFiles: []string{"/gw.key"}, KnownHostsFiles: []string{"/kh"}},
+				}
+			})}},
+		{name: "no jump (none) stays empty, not nil", node: model.Node{Name: "n1", InternalIP: "192.0.2.1"},
+			defaults: SSHDefaults{User: "root", IdentityFiles: []string{"/k"}, KnownHostsFiles: []string{"/kh"}, Jump: []node.SSHConfig{}},
+			want:     Target{Node: "n1", Executor: ExecutorSSH, SSH: with(func(c *node.SSHConfig) { c.Jump = []node.SSHConfig{} })}},
 		{name: "no address anywhere", node: model.Node{Name: "n1"}, defaults: defaults,
 			wantErr: "the API lists no InternalIP for it; give its address in an inventory file (--inventory)"},
 	}

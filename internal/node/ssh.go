@@ -45,6 +45,12 @@ type SSHConfig struct {
 	// KeepAlive is the interval of keepalive requests; a node that misses
 	// one is disconnected. Negative disables them.
 	KeepAlive time.Duration
+	// Jump are the hosts to go through, first to last, as ssh -J and
+	// ProxyJump do: the first is dialed, each next one (and then the
+	// node) through a TCP channel of the one before. Each hop's host key
+	// is checked against its own KnownHostsFiles, and it logs in with its
+	// own user and keys. A hop's own Jump is not followed.
+	Jump []SSHConfig
 }
 
 // SSH is an Executor for a remote node: one SSH connection, one session per
@@ -60,6 +66,7 @@ type SSH struct {
 	sudo   bool
 	client *ssh.Client
 	auth   *sshAuth
+	hops   []*SSH // jump hosts, closed after client
 
 	closeOnce sync.Once
 	closeErr  error
@@ -99,12 +106,18 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 	if err != nil {
 		return nil, fail(err)
 	}
-	client, err := handshake(ctx, addr, cfg, hostKeys, auth)
+	dial, hops, err := dialThrough(ctx, cfg)
 	if err != nil {
 		auth.close()
 		return nil, fail(err)
 	}
-	s := &SSH{name: name, sudo: cfg.Sudo, client: client, auth: auth, stop: make(chan struct{})}
+	client, err := handshake(ctx, dial, addr, cfg, hostKeys, auth)
+	if err != nil {
+		auth.close()
+		closeHops(hops)
+		return nil, fail(err)
+	}
+	s := &SSH{name: name, sudo: cfg.Sudo, client: client, auth: auth, hops: hops, stop: make(chan struct{})}
 	if cfg.KeepAlive > 0 {
 		go s.keepAlive(cfg.KeepAlive)
 	}
@@ -124,18 +137,81 @@ func sshAddress(address string) (addr, host string, err error) {
 	return net.JoinHostPort(host, port), host, nil
 }
 
-func handshake(ctx context.Context, addr string, cfg SSHConfig, hostKeys *hostKeyChecker, auth *sshAuth) (*ssh.Client, error) {
-	dialer := net.Dialer{Timeout: cfg.DialTimeout}
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
+// dialFunc opens the connection a handshake runs on: TCP, or a channel
+// through a jump host.
+type dialFunc func(ctx context.Context, addr string) (net.Conn, error)
+
+// dialThrough returns how to reach cfg's node: directly, or through its
+// jump hosts, each connected (and its host key checked) in turn. The
+// clients it returns are the hops, to close after the node's.
+func dialThrough(ctx context.Context, cfg SSHConfig) (dialFunc, []*SSH, error) {
+	direct := func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: cfg.DialTimeout}
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	dial, hops := dialFunc(direct), []*SSH(nil)
+	for i, h := range cfg.Jump {
+		h.Jump = nil
+		if h.DialTimeout <= 0 {
+			h.DialTimeout = cfg.DialTimeout
+		}
+		h.KeepAlive = -1 // the node's keepalive goes through it
+		addr, host, err := sshAddress(h.Address)
+		if err != nil {
+			closeHops(hops)
+			return nil, nil, fmt.Errorf("jump host %d: %w", i+1, err)
+		}
+		if h.User == "" {
+			closeHops(hops)
+			return nil, nil, fmt.Errorf("jump host %s: no ssh user given", host)
+		}
+		hostKeys, err := newHostKeyChecker(h.KnownHostsFiles)
+		if err != nil {
+			closeHops(hops)
+			return nil, nil, fmt.Errorf("jump host %s: %w", host, err)
+		}
+		auth, err := newSSHAuth(h.IdentityFiles, h.AgentSocket)
+		if err != nil {
+			closeHops(hops)
+			return nil, nil, fmt.Errorf("jump host %s: %w", host, err)
+		}
+		client, err := handshake(ctx, dial, addr, h, hostKeys, auth)
+		if err != nil {
+			auth.close()
+			closeHops(hops)
+			return nil, nil, fmt.Errorf("jump host %s (%s): %w", host, addr, err)
+		}
+		hop := &SSH{name: "jump " + host, client: client, auth: auth, stop: make(chan struct{})}
+		hops = append(hops, hop)
+		dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			conn, err := hop.client.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, fmt.Errorf("through jump host %s: %w", host, err)
+			}
+			return conn, nil
+		}
+	}
+	return dial, hops, nil
+}
+
+// closeHops closes jump hosts' clients, the last one first.
+func closeHops(hops []*SSH) {
+	for i := len(hops) - 1; i >= 0; i-- {
+		_ = hops[i].Close()
+	}
+}
+
+func handshake(ctx context.Context, dial dialFunc, addr string, cfg SSHConfig, hostKeys *hostKeyChecker, auth *sshAuth) (*ssh.Client, error) {
+	// The handshake honours both the timeout and ctx: a node that accepts
+	// TCP but never speaks must not stall the rotation. A channel through
+	// a jump host has no deadlines, so the timeout is also ctx's.
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	conn, err := dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	// The handshake honours both the timeout and ctx: a node that accepts
-	// TCP but never speaks must not stall the rotation.
-	if err := conn.SetDeadline(time.Now().Add(cfg.DialTimeout)); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
+	_ = conn.SetDeadline(time.Now().Add(cfg.DialTimeout)) // unsupported on a jump's channel; ctx bounds it then
 	stopWatch := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stopWatch()
 	clientCfg := &ssh.ClientConfig{
@@ -157,10 +233,7 @@ func handshake(ctx context.Context, addr string, cfg SSHConfig, hostKeys *hostKe
 		_ = c.Close()
 		return nil, ctx.Err()
 	}
-	if err := conn.SetDeadline(time.Time{}); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
+	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
@@ -207,6 +280,7 @@ func (s *SSH) Close() error {
 		close(s.stop)
 		s.closeErr = s.client.Close()
 		s.auth.close()
+		closeHops(s.hops)
 		if errors.Is(s.closeErr, net.ErrClosed) {
 			s.closeErr = nil
 		}

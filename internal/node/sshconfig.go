@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -44,9 +45,10 @@ func HostSSHEnv() SSHEnv {
 //
 // Only the simple part of ssh_config is honoured: Host blocks with * and ?
 // patterns and ! negation, and the keywords HostName, User, Port,
-// IdentityFile and UserKnownHostsFile, with ~, %d, %h and %% expanded.
-// Match blocks are skipped, and Include, ProxyJump and everything else are
-// ignored: a setup that needs them should pass explicit fields.
+// IdentityFile, UserKnownHostsFile and ProxyJump, with ~, %d, %h and %%
+// expanded. Match blocks are skipped, and Include and everything else are
+// ignored: a setup that needs them should pass explicit fields. Each jump
+// host is completed from its own Host block.
 func (c SSHConfig) Complete(env SSHEnv) (SSHConfig, error) {
 	alias, port, err := net.SplitHostPort(c.Address)
 	if err != nil {
@@ -109,7 +111,57 @@ func (c SSHConfig) Complete(env SSHEnv) (SSHConfig, error) {
 	if c.AgentSocket == "" {
 		c.AgentSocket = env.AgentSocket
 	}
+	if c.Jump == nil {
+		if v := opts.first("proxyjump"); v != "" && !strings.EqualFold(v, "none") {
+			if c.Jump, err = ParseJump(v); err != nil {
+				return c, fmt.Errorf("ssh config ProxyJump for %s: %w", alias, err)
+			}
+		}
+	}
+	for i := range c.Jump {
+		// Each hop as ssh(1) would reach it, from its own Host block;
+		// its own ProxyJump is not followed.
+		h := c.Jump[i]
+		h.Jump = []SSHConfig{}
+		if h, err = h.Complete(env); err != nil {
+			return c, fmt.Errorf("jump host %s: %w", c.Jump[i].Address, err)
+		}
+		h.Jump = nil
+		c.Jump[i] = h
+	}
 	return c, nil
+}
+
+// ParseJump reads a jump host list as ssh -J and ProxyJump write it:
+// [user@]host[:port], comma-separated, first hop first. "none" is none.
+func ParseJump(spec string) ([]SSHConfig, error) {
+	if strings.EqualFold(strings.TrimSpace(spec), "none") {
+		return nil, nil
+	}
+	var hops []SSHConfig
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if strings.HasPrefix(part, "ssh://") {
+			part = strings.TrimPrefix(part, "ssh://")
+		}
+		user, addr, hasUser := strings.Cut(part, "@")
+		if !hasUser {
+			user, addr = "", part
+		}
+		if addr == "" || (hasUser && user == "") || strings.ContainsAny(addr, " /@") {
+			return nil, fmt.Errorf("%q is not [user@]host[:port]", part)
+		}
+		if h, p, err := net.SplitHostPort(addr); err == nil {
+			if h == "" {
+				return nil, fmt.Errorf("%q is not [user@]host[:port]", part)
+			}
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return nil, fmt.Errorf("%q: port %q is out of range 1-65535", part, p)
+			}
+		}
+		hops = append(hops, SSHConfig{Address: addr, User: user})
+	}
+	return hops, nil
 }
 
 // sshOptions holds the values given for one host, in file order, keyed by
@@ -155,7 +207,7 @@ func readSSHConfig(file, alias, home string) (sshOptions, error) {
 			applies = hostMatches(args, alias)
 		case "match":
 			applies = false
-		case "hostname", "user", "port":
+		case "hostname", "user", "port", "proxyjump":
 			if applies && len(args) > 0 {
 				opts[key] = append(opts[key], expandSSHToken(args[0], alias, home))
 			}

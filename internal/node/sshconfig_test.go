@@ -84,6 +84,44 @@ Host *
 			want: SSHConfig{Name: "worker-3", Address: "10.0.0.7:22", User: "worker",
 				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
 		},
+		{
+			name: "ProxyJump: each hop completed from its own Host block",
+			config: `Host 10.0.0.*
+    ProxyJump admin@bastion:2222,gw
+
+Host bastion
+    HostName bastion.example
+    IdentityFile ~/.ssh/bastion
+    UserKnownHostsFile ~/.ssh/bastion_known_hosts
+    ProxyJump ignored
+
+Host gw
+    User gwuser
+`,
+			in: SSHConfig{Address: "10.0.0.5", User: "root"},
+			want: SSHConfig{Name: "10.0.0.5", Address: "10.0.0.5:22", User: "root",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock",
+				Jump: []SSHConfig{
+					{Name: "bastion", Address: "bastion.example:2222", User: "admin", IdentityFiles: []string{"HOME/.ssh/bastion"},
+						KnownHostsFiles: []string{"HOME/.ssh/bastion_known_hosts"}, AgentSocket: "/run/agent.sock"},
+					{Name: "gw", Address: "gw:22", User: "gwuser", KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+				}},
+		},
+		{
+			name:   "ProxyJump none is none",
+			config: "Host a\n    ProxyJump bastion\nHost b\n    ProxyJump none\n",
+			in:     SSHConfig{Address: "b", User: "root"},
+			want: SSHConfig{Name: "b", Address: "b:22", User: "root",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+		},
+		{
+			name:   "an explicit jump (--ssh-jump) wins over ProxyJump",
+			config: "Host a\n    ProxyJump bastion\n",
+			in:     SSHConfig{Address: "a", User: "root", Jump: []SSHConfig{{Address: "other:2200", User: "ops"}}},
+			want: SSHConfig{Name: "a", Address: "a:22", User: "root",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock",
+				Jump: []SSHConfig{{Name: "other", Address: "other:2200", User: "ops", KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"}}},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
