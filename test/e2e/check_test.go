@@ -66,6 +66,16 @@ func TestCheck(t *testing.T) {
 				t.Run("as a kubectl plugin", func(t *testing.T) { checkAsKubectlPlugin(t, l, carotate) })
 				t.Run("serves expiry metrics", func(t *testing.T) { checkServesMetrics(t, l, carotate) })
 				t.Run("with only the carotate-check ClusterRole", func(t *testing.T) { checkWithOnlyItsRole(t, l, carotate) })
+				t.Run("through a jump host", func(t *testing.T) {
+					// Every node, cp-1 included, through cp-1's sshd, its
+					// host key checked like the nodes'.
+					jump := "root@" + l.ControlPlaneNodes()[0].IP
+					report, code := runCheck(t, l, exec.Command(carotate, "check", "-o", "json", "--ssh-jump", jump), sshEnv(l, l.KnownHosts()))
+					if code != 0 {
+						t.Errorf("check --ssh-jump %s: exit %d, want 0; findings %+v", jump, code, report.Findings)
+					}
+					compareWithNodes(t, l, report.Cluster)
+				})
 			}
 			t.Run("through the local executor inside a node", func(t *testing.T) {
 				cp := l.ControlPlaneNodes()[0]
