@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kevinburke/ssh_config"
 )
 
 // SSHEnv is the operator's environment that SSH defaults come from. It is
@@ -43,12 +44,11 @@ func HostSSHEnv() SSHEnv {
 // the Host blocks of ~/.ssh/config that match the host in c.Address, then
 // from env. Fields the caller set always win.
 //
-// Only the simple part of ssh_config is honoured: Host blocks with * and ?
-// patterns and ! negation, and the keywords HostName, User, Port,
-// IdentityFile, UserKnownHostsFile and ProxyJump, with ~, %d, %h and %%
-// expanded. Match blocks are skipped, and Include and everything else are
-// ignored: a setup that needs them should pass explicit fields. Each jump
-// host is completed from its own Host block.
+// The file is read by github.com/kevinburke/ssh_config (Host, Match and
+// Include), for the keywords HostName, User, Port, IdentityFile,
+// UserKnownHostsFile and ProxyJump, with ~, %d, %h and %% expanded;
+// everything else is ignored: a setup that needs it should pass explicit
+// fields. Each jump host is completed from its own Host block.
 func (c SSHConfig) Complete(env SSHEnv) (SSHConfig, error) {
 	alias, port, err := net.SplitHostPort(c.Address)
 	if err != nil {
@@ -179,73 +179,68 @@ func (o sshOptions) first(key string) string {
 
 func (o sshOptions) all(key string) []string { return o[key] }
 
-// readSSHConfig collects the options that apply to alias from file; a
-// missing file gives none.
+// readSSHConfig reads what file (~/.ssh/config) says for alias, through
+// github.com/kevinburke/ssh_config: Host blocks with * ? and ! patterns,
+// Match (host, originalhost, user, localuser, all) and Include. A file
+// that does not exist says nothing; one it cannot read is refused, naming
+// it.
 func readSSHConfig(file, alias, home string) (sshOptions, error) {
 	opts := sshOptions{}
 	if file == "" {
 		return opts, nil
 	}
-	f, err := os.Open(file)
+	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return opts, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ssh config %s: %w", file, bare(err))
 	}
-	defer f.Close()
-	applies := true // lines before the first Host block apply to every host
-	scanner := bufio.NewScanner(f)
-	for line := 1; scanner.Scan(); line++ {
-		key, args, err := splitSSHConfigLine(scanner.Text())
+	cfg, err := ssh_config.DecodeBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("ssh config %s: %w; fix it, or give the nodes' address, user and keys with the --ssh-* flags or --inventory", file, err)
+	}
+	for _, key := range []string{"hostname", "user", "port", "proxyjump"} {
+		v, err := cfg.Get(alias, key)
 		if err != nil {
-			return nil, fmt.Errorf("ssh config %s:%d: %w", file, line, err)
+			return nil, fmt.Errorf("ssh config %s: %s for %s: %w", file, key, alias, err)
 		}
-		switch key {
-		case "":
-		case "host":
-			applies = hostMatches(args, alias)
-		case "match":
-			applies = false
-		case "hostname", "user", "port", "proxyjump":
-			if applies && len(args) > 0 {
-				opts[key] = append(opts[key], expandSSHToken(args[0], alias, home))
-			}
-		case "identityfile", "userknownhostsfile":
-			if applies {
-				for _, a := range args {
-					opts[key] = append(opts[key], expandSSHToken(a, alias, home))
-				}
-			}
+		if v != "" {
+			opts[key] = []string{expandSSHToken(v, alias, home)}
 		}
 	}
-	if err := scanner.Err(); err != nil {
-		return nil, fmt.Errorf("ssh config %s: %w", file, err)
+	for _, key := range []string{"identityfile", "userknownhostsfile"} {
+		vals, err := cfg.GetAll(alias, key)
+		if err != nil {
+			return nil, fmt.Errorf("ssh config %s: %s for %s: %w", file, key, alias, err)
+		}
+		for _, v := range vals {
+			args := []string{v} // IdentityFile is one path
+			if key == "userknownhostsfile" {
+				// several files, a quoted one may hold spaces
+				if args, err = splitSSHArgs(v); err != nil {
+					return nil, fmt.Errorf("ssh config %s: %s for %s: %w", file, key, alias, err)
+				}
+			}
+			for _, a := range args {
+				opts[key] = append(opts[key], expandSSHToken(a, alias, home))
+			}
+		}
 	}
 	return opts, nil
 }
 
-// splitSSHConfigLine returns the lower-case keyword and its arguments;
-// "Key value", "Key=value" and double-quoted arguments are accepted.
-func splitSSHConfigLine(line string) (string, []string, error) {
-	line = strings.TrimSpace(line)
-	if line == "" || strings.HasPrefix(line, "#") {
-		return "", nil, nil
-	}
-	end := strings.IndexAny(line, " \t=")
-	if end < 0 {
-		return strings.ToLower(line), nil, nil
-	}
-	key := strings.ToLower(line[:end])
-	rest := strings.TrimLeft(line[end:], " \t")
-	rest = strings.TrimLeft(strings.TrimPrefix(rest, "="), " \t")
+// splitSSHArgs splits a value into its blank-separated arguments, with
+// double quotes around one that holds blanks.
+func splitSSHArgs(rest string) ([]string, error) {
 	var args []string
+	rest = strings.TrimSpace(rest)
 	for rest != "" {
 		var arg string
 		if rest[0] == '"' {
 			closing := strings.IndexByte(rest[1:], '"')
 			if closing < 0 {
-				return "", nil, errors.New("unterminated quote")
+				return nil, errors.New("unterminated quote")
 			}
 			arg, rest = rest[1:1+closing], rest[2+closing:]
 		} else {
@@ -258,51 +253,7 @@ func splitSSHConfigLine(line string) (string, []string, error) {
 		args = append(args, arg)
 		rest = strings.TrimLeft(rest, " \t")
 	}
-	return key, args, nil
-}
-
-// hostMatches applies a Host line: some pattern must match and no negated
-// one may.
-func hostMatches(patterns []string, host string) bool {
-	matched := false
-	for _, p := range patterns {
-		if neg, ok := strings.CutPrefix(p, "!"); ok {
-			if globMatch(neg, host) {
-				return false
-			}
-			continue
-		}
-		if globMatch(p, host) {
-			matched = true
-		}
-	}
-	return matched
-}
-
-// globMatch matches ssh_config patterns: * is any run of characters, ? is
-// one character, and nothing else is special (unlike path.Match).
-func globMatch(pattern, s string) bool {
-	for pattern != "" {
-		switch pattern[0] {
-		case '*':
-			for i := len(s); i >= 0; i-- {
-				if globMatch(pattern[1:], s[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if s == "" {
-				return false
-			}
-		default:
-			if s == "" || s[0] != pattern[0] {
-				return false
-			}
-		}
-		pattern, s = pattern[1:], s[1:]
-	}
-	return s == ""
+	return args, nil
 }
 
 // expandSSHToken expands a leading ~ and the tokens %d (home), %h (host as

@@ -71,10 +71,24 @@ Host *
 				KnownHostsFiles: []string{"/kh"}, AgentSocket: "/other.sock", Sudo: true},
 		},
 		{
-			name:   "negated pattern and Match block are skipped",
+			name:   "a negated pattern excludes the host",
 			config: sshConfig,
 			in:     SSHConfig{Address: "cp-9"},
 			want: SSHConfig{Name: "cp-9", Address: "cp-9:22", User: "fallback",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+		},
+		{
+			name:   "Match host before Host: its User wins",
+			config: "Match host cp-2\n    User matched\nHost cp-*\n    User admin\n",
+			in:     SSHConfig{Address: "cp-2"},
+			want: SSHConfig{Name: "cp-2", Address: "cp-2:22", User: "matched",
+				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
+		},
+		{
+			name:   "Include of another file (absolute path)",
+			config: "Include INCLUDED\nHost *\n    User fallback\n",
+			in:     SSHConfig{Address: "db-1"},
+			want: SSHConfig{Name: "db-1", Address: "10.9.9.9:2201", User: "included",
 				KnownHostsFiles: []string{"HOME/.ssh/known_hosts"}, AgentSocket: "/run/agent.sock"},
 		},
 		{
@@ -130,7 +144,12 @@ Host gw
 				t.Fatal(err)
 			}
 			if tc.config != "" {
-				if err := os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte(tc.config), 0o600); err != nil {
+				included := filepath.Join(home, ".ssh", "included.conf")
+				if err := os.WriteFile(included, []byte("Host db-*\n    HostName 10.9.9.9\n    Port 2201\n    User included\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				config := strings.ReplaceAll(tc.config, "INCLUDED", included)
+				if err := os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte(config), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -158,23 +177,19 @@ Host gw
 	}
 }
 
-func TestGlobMatch(t *testing.T) {
-	tests := []struct {
-		pattern, host string
-		want          bool
-	}{
-		{"*", "anything", true},
-		{"cp-*", "cp-1", true},
-		{"cp-*", "worker-1", false},
-		{"cp-?", "cp-12", false},
-		{"*.example", "a.b.example", true},
-		{"10.0.0.[1]", "10.0.0.1", false}, // brackets are literal in ssh_config
+// A config the library cannot read is refused, naming the file and what
+// to do: never half-read.
+func TestSSHConfigRefused(t *testing.T) {
+	home := t.TempDir()
+	if err := os.Mkdir(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.pattern+" "+tc.host, func(t *testing.T) {
-			if got := globMatch(tc.pattern, tc.host); got != tc.want {
-				t.Errorf("globMatch(%q, %q) = %v, want %v", tc.pattern, tc.host, got, tc.want)
-			}
-		})
+	file := filepath.Join(home, ".ssh", "config")
+	if err := os.WriteFile(file, []byte("Match exec \"true\"\n    User x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := SSHConfig{Address: "cp-1"}.Complete(SSHEnv{HomeDir: home, User: "operator"})
+	if err == nil || !strings.Contains(err.Error(), "ssh config "+file) || !strings.Contains(err.Error(), "Match Exec is not supported") || !strings.Contains(err.Error(), "--inventory") {
+		t.Errorf("Complete with Match exec: %v", err)
 	}
 }
