@@ -258,15 +258,7 @@ func checkServesMetrics(t *testing.T, l *lab.Lab, carotate string) {
 			paths = append(paths, "/etc/kubernetes/pki/apiserver.crt")
 		}
 		for _, path := range paths {
-			host, _ := l.NodePath(n.Name, path)
-			data, err := os.ReadFile(host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cert, err := pki.ParseCertificatePEM(path, data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cert := nodeCerts(t, l, n.Name, path)[0]
 			prefix := fmt.Sprintf(`carotate_certificate_not_after_timestamp_seconds{kind="certificate",node=%q,path=%q,role="",root="cluster",`, n.Name, path)
 			found := false
 			for _, line := range strings.Split(body, "\n") {
