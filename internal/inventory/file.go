@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/carotate/carotate/internal/node"
 )
 
 // Executor kinds an inventory file may name.
@@ -51,6 +53,9 @@ type Entry struct {
 	Port     int    `json:"port,omitempty"`
 	Executor string `json:"executor,omitempty"`
 	Sudo     *bool  `json:"sudo,omitempty"`
+	// Jump are this node's jump hosts, as --ssh-jump: [user@]host[:port],
+	// comma-separated, or none to go direct; it wins over --ssh-jump.
+	Jump string `json:"jump,omitempty"`
 	// Skip leaves the node out: it is neither inspected nor changed.
 	Skip bool `json:"skip,omitempty"`
 }
@@ -138,11 +143,16 @@ func ParseFile(source string, data []byte) (*File, error) {
 				}
 			}
 		}
-		if e.Executor == ExecutorLocal && (e.Address != "" || e.User != "" || e.Port != 0 || e.Sudo != nil) {
-			return nil, bad("executor local runs on the node itself, so address, user, port and sudo do not apply; remove them")
+		if e.Jump != "" {
+			if _, err := node.ParseJump(e.Jump); err != nil {
+				return nil, bad("jump %q: %v; give [user@]host[:port], comma-separated, or none", e.Jump, err)
+			}
 		}
-		if e.Skip && (e.Executor != "" || e.Address != "" || e.User != "" || e.Port != 0 || e.Sudo != nil) {
-			return nil, bad("a skipped node is not reached, so address, user, port, executor and sudo do not apply; remove them or skip")
+		if e.Executor == ExecutorLocal && (e.Address != "" || e.User != "" || e.Port != 0 || e.Sudo != nil || e.Jump != "") {
+			return nil, bad("executor local runs on the node itself, so address, user, port, sudo and jump do not apply; remove them")
+		}
+		if e.Skip && (e.Executor != "" || e.Address != "" || e.User != "" || e.Port != 0 || e.Sudo != nil || e.Jump != "") {
+			return nil, bad("a skipped node is not reached, so address, user, port, executor, sudo and jump do not apply; remove them or skip")
 		}
 	}
 	return f, nil

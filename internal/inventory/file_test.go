@@ -53,6 +53,8 @@ func TestParseFileRefusesBadEntries(t *testing.T) {
 		{name: "port twice", yaml: "nodes:\n- name: a\n  address: h:2222\n  port: 22\n", want: `address "h:2222" has port 2222 but port is 22`},
 		{name: "local with address", yaml: "nodes:\n- name: a\n  executor: local\n  address: h\n", want: "executor local runs on the node itself"},
 		{name: "local with sudo", yaml: "nodes:\n- name: a\n  executor: local\n  sudo: false\n", want: "executor local runs on the node itself"},
+		{name: "local with jump", yaml: "nodes:\n- name: a\n  executor: local\n  jump: bastion\n", want: "executor local runs on the node itself"},
+		{name: "bad jump", yaml: "nodes:\n- name: a\n  jump: ops@\n", want: `nodes[0] (a): jump "ops@": "ops@" is not [user@]host[:port]; give [user@]host[:port], comma-separated, or none`},
 		{name: "skip with address", yaml: "nodes:\n- name: a\n  skip: true\n  address: h\n", want: "a skipped node is not reached"},
 		{name: "sudo not a bool", yaml: "nodes:\n- name: a\n  sudo: maybe\n", want: "inventory file inv.yaml: not a valid inventory"},
 	}

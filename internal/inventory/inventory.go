@@ -205,9 +205,17 @@ func ResolveTarget(n model.Node, d SSHDefaults, inv *File) (Target, error) {
 		KnownHostsFiles: append([]string(nil), d.KnownHostsFiles...),
 		Sudo:            d.Sudo,
 	}
-	if d.Jump != nil {
+	jump := d.Jump
+	if e.Jump != "" {
+		hops, err := node.ParseJump(e.Jump) // checked by LoadFile
+		if err != nil {
+			return Target{}, fmt.Errorf("inventory jump %q: %w", e.Jump, err)
+		}
+		jump = append([]node.SSHConfig{}, hops...) // none: empty, not nil
+	}
+	if jump != nil {
 		// A copy per node: completing it fills each hop in place.
-		cfg.Jump = append(make([]node.SSHConfig, 0, len(d.Jump)), d.Jump...)
+		cfg.Jump = append(make([]node.SSHConfig, 0, len(jump)), jump...)
 		for i := range cfg.Jump {
 			// --ssh-key and --ssh-known-hosts serve the hops too; the
 			// login is the hop's own (ssh -J's user@, ~/.ssh/config).

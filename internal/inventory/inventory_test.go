@@ -108,6 +108,15 @@ func TestResolveTarget(t *testing.T) {
 		{name: "no jump (none) stays empty, not nil", node: model.Node{Name: "n1", InternalIP: "192.0.2.1"},
 			defaults: SSHDefaults{User: "root", IdentityFiles: []string{"/k"}, KnownHostsFiles: []string{"/kh"}, Jump: []node.SSHConfig{}},
 			want:     Target{Node: "n1", Executor: ExecutorSSH, SSH: with(func(c *node.SSHConfig) { c.Jump = []node.SSHConfig{} })}},
+		{name: "an entry's jump wins over the defaults: none goes direct", node: model.Node{Name: "n1", InternalIP: "192.0.2.1"},
+			defaults: SSHDefaults{User: "root", IdentityFiles: []string{"/k"}, KnownHostsFiles: []string{"/kh"}, Jump: []node.SSHConfig{{Address: "bastion"}}},
+			entry:    &Entry{Name: "n1", Jump: "none"},
+			want:     Target{Node: "n1", Executor: ExecutorSSH, SSH: with(func(c *node.SSHConfig) { c.Jump = []node.SSHConfig{} })}},
+		{name: "an entry's own jump host", node: model.Node{Name: "n1", InternalIP: "192.0.2.1"}, defaults: defaults,
+			entry: &Entry{Name: "n1", Jump: "ops@edge:2200"},
+			want: Target{Node: "n1", Executor: ExecutorSSH, SSH: with(func(c *node.SSHConfig) {
+				c.Jump = []node.SSHConfig{{Address: "edge:2200", User: "ops", IdentityFiles: []string{"/k"}, KnownHostsFiles: []string{"/kh"}}}
+			})}},
 		{name: "no address anywhere", node: model.Node{Name: "n1"}, defaults: defaults,
 			wantErr: "the API lists no InternalIP for it; give its address in an inventory file (--inventory)"},
 	}
