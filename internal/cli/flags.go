@@ -92,7 +92,7 @@ func (n *NodeFlags) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&n.SSHPort, "ssh-port", n.SSHPort, "SSH port on the nodes (default: ~/.ssh/config, then 22)")
 	f.StringVar(&n.SSHJump, "ssh-jump", n.SSHJump, "reach the nodes through these jump hosts, as ssh -J: [user@]host[:port], comma-separated, each host key checked (default: $"+EnvSSHJump+", then ProxyJump in ~/.ssh/config); none to go direct")
 	f.BoolVar(&n.Sudo, "sudo", n.Sudo, "run commands on the nodes through sudo -n, for a login that is not root")
-	f.StringVar(&n.InventoryFile, "inventory", n.InventoryFile, "YAML file overriding address, user, port, executor (ssh|local) and sudo per node, or skipping nodes")
+	f.StringVar(&n.InventoryFile, "inventory", n.InventoryFile, "YAML file overriding address, user, port, executor (ssh|local), sudo and jump per node, or skipping nodes")
 }
 
 // Complete fills the SSH settings the command line left unset from the
