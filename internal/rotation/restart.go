@@ -119,8 +119,16 @@ func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashB
 	err = wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
 		if r.Log != nil && time.Since(said) >= progressEvery {
 			said = time.Now()
+			seen := "no mirror pod yet"
+			switch {
+			case !last.Exists:
+			case last.Restart != want || (hashBefore != "" && last.Hash == hashBefore):
+				seen = "the old pod still"
+			default:
+				seen = "the new pod, not Ready yet"
+			}
 			r.Log.Info("waiting", "for", component+" on "+nodeName+" to come back Ready from its new manifest",
-				"waited", time.Since(start).Round(time.Second), "ready", last.Ready, "at most", r.timeouts().StaticPod)
+				"waited", time.Since(start).Round(time.Second), "seen", seen, "at most", r.timeouts().StaticPod)
 		}
 		st, err := r.staticPod(ctx, component, nodeName)
 		if err != nil {
