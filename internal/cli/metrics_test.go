@@ -69,16 +69,17 @@ func TestCheckServesMetrics(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if body = string(b); strings.Contains(body, "carotate_check_up 1") {
+		// Whole lines: the HELP text of carotate_check_up starts with "1 if".
+		if body = string(b); strings.Contains(body, "\ncarotate_check_up 1\n") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	for _, want := range []string{
 		`carotate_certificate_expiry_seconds{kind="kubeconfig",node="cp-1",path="/etc/kubernetes/admin.conf",role="admin",root="cluster",subject="O=kubeadm:cluster-admins,CN=kubernetes-admin"} 5.184e+06`,
-		`carotate_check_findings{severity="blocking"} 1`,
-		"carotate_check_up 1",
-		"carotate_rotation_in_progress 0",
+		"\n" + `carotate_check_findings{severity="blocking"} 1` + "\n",
+		"\ncarotate_check_up 1\n",
+		"\ncarotate_rotation_in_progress 0\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s:\n%s", want, body)

@@ -83,6 +83,20 @@ func (l *Lock) Context() context.Context { return l.ctx }
 // Held says whether the lock can still be relied on.
 func (l *Lock) Held() error { return l.lk.Held() }
 
+// refreshTimeout bounds the renewal before a step.
+const refreshTimeout = 5 * time.Second
+
+// Refresh renews the lock now, before a step that may take the API away
+// (kube-apiserver or etcd restarting on a single control plane): the
+// keeper then has its whole half-lease of retries from the start of the
+// outage, not from its last periodic renewal, which may have been 30 s
+// earlier. A failure is left to the keeper, which retries and reports.
+func (l *Lock) Refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	defer cancel()
+	_ = l.lk.Renew(ctx)
+}
+
 // Release lets the lock go.
 func (l *Lock) Release() { l.release() }
 

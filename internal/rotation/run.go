@@ -149,6 +149,9 @@ func (r *Rotation) stepHook(ctx context.Context, lk *Lock, first engine.Hook) en
 		if target.Node == "" {
 			return nil
 		}
+		if lk != nil {
+			lk.Refresh(ctx)
+		}
 		return r.BeforeStep(ctx, target.Node)
 	}
 }

@@ -245,11 +245,12 @@ func checkServesMetrics(t *testing.T, l *lab.Lab, carotate string) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if body = string(b); strings.Contains(body, "carotate_check_up 1") {
+		// Whole lines: the HELP text of carotate_check_up starts with "1 if".
+		if body = string(b); strings.Contains(body, "\ncarotate_check_up 1\n") {
 			break
 		}
 	}
-	if !strings.Contains(body, "carotate_check_up 1") || !strings.Contains(body, "carotate_rotation_in_progress 0") {
+	if !strings.Contains(body, "\ncarotate_check_up 1\n") || !strings.Contains(body, "\ncarotate_rotation_in_progress 0\n") {
 		t.Fatalf("metrics after 2m, want carotate_check_up 1 and no rotation:\n%.3000s", body)
 	}
 	for _, n := range l.Nodes {
