@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,7 +45,8 @@ func crdsGVR() schema.GroupVersionResource {
 // and kubeadm-certs, extension-apiserver-authentication, ClusterTrustBundles
 // (whichever version the server serves, if any), the caBundles of webhook
 // configurations, APIServices and CRD conversion webhooks, legacy
-// service-account token Secrets, and carotate's lock Lease.
+// service-account token Secrets, the certificates of approved
+// CertificateSigningRequests, and carotate's lock Lease.
 //
 // Content that does not parse goes into the model (CABundle.Error,
 // KubeadmConfig.Error). A request that fails (forbidden, timeout) fails the
@@ -65,6 +68,7 @@ func GatherAPI(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interfa
 		{"APIServices", func() error { return gatherAPIServices(ctx, dyn, &api) }},
 		{"CustomResourceDefinitions", func() error { return gatherCRDConversions(ctx, dyn, &api) }},
 		{"service-account token Secrets", func() error { return gatherLegacyTokens(ctx, cs, &api) }},
+		{"CertificateSigningRequests", func() error { return gatherIssuedCertificates(ctx, cs, &api) }},
 		{"Lease " + lock.Namespace + "/" + lock.Name, func() error { return gatherLock(ctx, cs, &api) }},
 	}
 	for _, s := range steps {
@@ -451,4 +455,46 @@ func sortBundles(bs []model.CABundle) {
 		}
 		return a.Field < b.Field
 	})
+}
+
+// gatherIssuedCertificates reads the certificate of every approved
+// CertificateSigningRequest that has one: the only record the cluster keeps
+// of client certificates issued outside kubeadm's files.
+func gatherIssuedCertificates(ctx context.Context, cs kubernetes.Interface, api *model.API) error {
+	l, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	sort.Slice(l.Items, func(i, j int) bool { return l.Items[i].Name < l.Items[j].Name })
+	for _, csr := range l.Items {
+		if len(csr.Status.Certificate) == 0 || !approved(csr.Status.Conditions) {
+			continue
+		}
+		ic := model.IssuedCertificate{CSR: csr.Name, Signer: csr.Spec.SignerName, Username: csr.Spec.Username, Groups: csr.Spec.Groups}
+		certs, err := inspect.CertsFromPEM("CertificateSigningRequest "+csr.Name+" status.certificate", csr.Status.Certificate)
+		if err != nil {
+			ic.Error = err.Error()
+		} else {
+			ic.Cert = &certs[0]
+		}
+		api.IssuedCertificates = append(api.IssuedCertificates, ic)
+	}
+	return nil
+}
+
+// approved says a CSR was approved and not denied or failed since.
+func approved(conds []certificatesv1.CertificateSigningRequestCondition) bool {
+	ok := false
+	for _, c := range conds {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case certificatesv1.CertificateApproved:
+			ok = true
+		case certificatesv1.CertificateDenied, certificatesv1.CertificateFailed:
+			return false
+		}
+	}
+	return ok
 }

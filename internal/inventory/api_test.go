@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	certv1 "k8s.io/api/certificates/v1"
 	certv1alpha1 "k8s.io/api/certificates/v1alpha1"
 	certv1beta1 "k8s.io/api/certificates/v1beta1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -89,6 +90,17 @@ func newDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 	}, objs...)
 }
 
+// csr is an approved, denied or pending CSR holding certPEM.
+func csr(name, signer, user, certPEM string, conds ...certv1.RequestConditionType) *certv1.CertificateSigningRequest {
+	c := &certv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:   certv1.CertificateSigningRequestSpec{SignerName: signer, Username: user, Groups: []string{"system:authenticated"}},
+		Status: certv1.CertificateSigningRequestStatus{Certificate: []byte(certPEM)}}
+	for _, t := range conds {
+		c.Status.Conditions = append(c.Status.Conditions, certv1.CertificateSigningRequestCondition{Type: t, Status: corev1.ConditionTrue})
+	}
+	return c
+}
+
 func TestGatherAPIMapsObjects(t *testing.T) {
 	clusterCA, oldCA, frontProxyCA, webhookCA := newCA(t, "kubernetes"), newCA(t, "kubernetes-old"), newCA(t, "front-proxy-ca"), newCA(t, "webhook-ca")
 	holder := "carotate@host-1"
@@ -131,6 +143,11 @@ etcd:
 			Spec: certv1beta1.ClusterTrustBundleSpec{SignerName: "kubernetes.io/kube-apiserver-serving", TrustBundle: pemOf(clusterCA)}},
 		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: lock.Name},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, AcquireTime: &acquired, RenewTime: &renewed}},
+		csr("alice", certv1.KubeAPIServerClientSignerName, "kubernetes-admin", pemOf(oldCA), certv1.CertificateApproved),
+		csr("pending", certv1.KubeAPIServerClientSignerName, "bob", ""),
+		csr("approved-not-issued", certv1.KubeAPIServerClientSignerName, "bob", "", certv1.CertificateApproved),
+		csr("denied", certv1.KubeAPIServerClientSignerName, "bob", pemOf(oldCA), certv1.CertificateApproved, certv1.CertificateDenied),
+		csr("garbled", certv1.KubeAPIServerClientKubeletSignerName, "system:node:w-1", "not a certificate", certv1.CertificateApproved),
 	)
 	cs.Resources = []*metav1.APIResourceList{{GroupVersion: "certificates.k8s.io/v1beta1", APIResources: []metav1.APIResource{{Name: "clustertrustbundles"}}}}
 	dyn := newDynamic(
@@ -200,6 +217,11 @@ etcd:
 		},
 		LegacyTokenSecrets: []model.CABundle{
 			{Location: loc("Secret default/legacy-token", "data[ca.crt]"), Certs: certsOf(clusterCA)},
+		},
+		IssuedCertificates: []model.IssuedCertificate{
+			{CSR: "alice", Signer: certv1.KubeAPIServerClientSignerName, Username: "kubernetes-admin", Groups: []string{"system:authenticated"}, Cert: &certsOf(oldCA)[0]},
+			{CSR: "garbled", Signer: certv1.KubeAPIServerClientKubeletSignerName, Username: "system:node:w-1", Groups: []string{"system:authenticated"},
+				Error: "CertificateSigningRequest garbled status.certificate: holds no pem data; expected a PEM-encoded certificate (-----BEGIN ...-----)"},
 		},
 		Lock: &model.Lock{Holder: holder, Acquired: acquired.Time, RenewedAt: renewed.Time},
 	}

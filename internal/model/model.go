@@ -237,8 +237,26 @@ type API struct {
 	// LegacyTokenSecrets are kubernetes.io/service-account-token Secrets
 	// (namespace/name); they embed ca.crt.
 	LegacyTokenSecrets []CABundle `json:"legacyTokenSecrets,omitempty"`
+	// IssuedCertificates are the certificates of approved
+	// CertificateSigningRequests (status.certificate). KCM's cleaner
+	// deletes such a CSR one to two hours after its approval, so these are
+	// the recent ones only.
+	IssuedCertificates []IssuedCertificate `json:"issuedCertificates,omitempty"`
 	// Lock is the carotate rotation lock Lease, when held.
 	Lock *Lock `json:"lock,omitempty"`
+}
+
+// IssuedCertificate is the certificate an approved
+// CertificateSigningRequest holds, with who asked for it.
+type IssuedCertificate struct {
+	CSR      string   `json:"csr"`
+	Signer   string   `json:"signer"`
+	Username string   `json:"username"`
+	Groups   []string `json:"groups,omitempty"`
+	// Cert is the first certificate of status.certificate.
+	Cert *Cert `json:"cert,omitempty"`
+	// Error says why status.certificate could not be parsed.
+	Error string `json:"error,omitempty"`
 }
 
 // CABundle is a set of CA certificates held in an API object field.
