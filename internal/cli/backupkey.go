@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -72,8 +71,7 @@ func (s *session) newBackupKey() (backup.Key, error) {
 			return backup.Key{}, fmt.Errorf("%w: a new rotation needs --backup-key FILE: the key that seals its backup and CA keys, kept apart from the state directory %s (it is created 0600 if missing)", ErrRefused, o.StateDir)
 		}
 		fmt.Fprintf(o.Out, "This rotation seals its backup and CA keys with a backup key. Where should carotate keep it (a file outside %s, e.g. on removable media)? ", o.StateDir)
-		line, _ := bufio.NewReader(o.In).ReadString('\n')
-		if path = strings.TrimSpace(line); path == "" {
+		if path = o.readAnswer(); path == "" {
 			return backup.Key{}, fmt.Errorf("%w: no backup key file given", ErrRefused)
 		}
 	}

@@ -38,7 +38,16 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 		}
 		s.outage(c.Output)
 	}
-	if err := o.confirm(sel.Command, c.Yes, c.Output); err != nil {
+	var outside []rotation.OutsideCredential
+	if sel.Command == rotation.Finalize {
+		outside = s.rot.OutsideCredentials(s.cluster, o.now())
+		s.printOutside(outside, c.Output, finalizeRejects)
+	}
+	if err := o.confirm(sel.Command, c.Yes > 0, c.Output); err != nil {
+		return err
+	}
+	if err := o.confirmOutside(len(outside), int(c.Yes), c.Output); err != nil {
+		s.pub.Event(ctx, corev1.EventTypeWarning, "Refused", cmd, fmt.Sprintf("%s refused: %d client certificates issued outside carotate still depend on the old CA", cmd, len(outside)))
 		return err
 	}
 	s.pub.Set(ctx, cmd, clusterstatus.Running, s.lc.State().String(), fmt.Sprintf("%s started by %s", cmd, s.pub.Who()))
@@ -130,9 +139,42 @@ func (s *session) finished(res rotation.Result, output string) {
 			id, took, s.rotated(), pki.DiscoveryHash(newCA), s.rot.Store.BackupPath())
 	case rotation.SwitchDone:
 		fmt.Fprintf(out, "Rotation %s has switched to the new CAs in %s. The old CAs are still trusted by every component.\n", id, took)
-		fmt.Fprintf(out, "Still depending on the old CA: client certificates issued outside carotate (user kubeconfigs, CSRs signed before the switch) and anything that pins the old CA.\n")
+		if !s.printOutside(s.rot.OutsideCredentials(s.cluster, s.o.now()), output, stillDepend) {
+			fmt.Fprintf(out, "No client certificate from the old CA issued outside carotate is on record (approved CSRs of the last hour or two, kubeconfigs in /etc/kubernetes).\n")
+		}
+		fmt.Fprintf(out, "Anything else that holds a certificate from the old CA, or pins it, must be replaced too (user kubeconfigs elsewhere, older CSRs).\n")
 		fmt.Fprintf(out, "When those are replaced, run: carotate finalize\n")
 	default:
 		fmt.Fprintf(out, "Rotation %s stopped after %s as asked (%s). Run `carotate rotate` to go on, or `carotate rollback`.\n", id, res.State, took)
 	}
+}
+
+// printOutside lists the client certificates issued outside carotate that
+// the old CA signed, saying what becomes of them. It reports whether there
+// were any.
+func (s *session) printOutside(creds []rotation.OutsideCredential, output string, fate func(plural bool) string) bool {
+	if len(creds) == 0 {
+		return false
+	}
+	out := s.summaryOut(output)
+	if len(creds) == 1 {
+		fmt.Fprintf(out, "1 client certificate issued outside carotate %s it once it distrusts the old CA:\n", fate(false))
+	} else {
+		fmt.Fprintf(out, "%d client certificates issued outside carotate %s them once it distrusts the old CA:\n", len(creds), fate(true))
+	}
+	for _, c := range creds {
+		fmt.Fprintf(out, "  %s\n", c)
+	}
+	fmt.Fprintf(out, "Reissue each from the new CA (a CSR approved now is signed by it), or accept that it stops working.\n")
+	return true
+}
+
+// What becomes of the client certificates printOutside lists.
+func finalizeRejects(bool) string { return "finalize makes every apiserver reject" }
+
+func stillDepend(plural bool) string {
+	if plural {
+		return "still depend on the old CA, and finalize makes every apiserver reject"
+	}
+	return "still depends on the old CA, and finalize makes every apiserver reject"
 }

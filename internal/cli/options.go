@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,18 @@ type rotationOptions struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	interactive func() bool
+	// answers reads what is typed at the prompts, one reader for all of
+	// them, so that none swallows the next one's line.
+	answers *bufio.Reader
+}
+
+// readAnswer reads one line typed at a prompt.
+func (o *rotationOptions) readAnswer() string {
+	if o.answers == nil {
+		o.answers = bufio.NewReader(o.In)
+	}
+	line, _ := o.answers.ReadString('\n')
+	return strings.TrimSpace(line)
 }
 
 func newRotationOptions(streams IOStreams) rotationOptions {
@@ -155,7 +168,9 @@ func (o *rotationOptions) run(ctx context.Context, req rotation.Request, set rot
 // ChangeFlags are the flags of the commands that change the cluster:
 // rotate, finalize and rollback.
 type ChangeFlags struct {
-	Yes                   bool
+	// Yes counts --yes: finalize needs a second one when it would lock
+	// out client certificates issued outside carotate.
+	Yes                   Confirmations
 	ForceUnlock           string
 	Output                string
 	Parallelism           int
@@ -169,7 +184,7 @@ func newChangeFlags() ChangeFlags {
 
 // AddFlags registers the flags of a command that changes the cluster.
 func (c *ChangeFlags) AddFlags(f *pflag.FlagSet) {
-	f.BoolVarP(&c.Yes, "yes", "y", c.Yes, "do it without asking")
+	f.VarPF(&c.Yes, "yes", "y", "do it without asking; finalize needs it twice (--yes --yes, or -yy) when it would lock out client certificates issued outside carotate").NoOptDefVal = "true"
 	f.StringVar(&c.ForceUnlock, "force-unlock", c.ForceUnlock, "delete the rotation lock held by this holder (as the refusal names it) first; only once you made sure that process is gone")
 	addOutputFlag(f, &c.Output)
 	f.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "how many worker nodes to change at once (control-plane nodes are always one at a time)")
@@ -214,6 +229,54 @@ func addReloadWaitFlag(f *pflag.FlagSet, p *time.Duration) {
 	f.DurationVar(p, "reload-wait", *p, "how long kube-apiserver may take to re-read apiserver-kubelet-client.crt before finalize")
 }
 
+// Confirmations is a --yes that may be given more than once: each
+// --yes (or --yes=true) adds one, --yes=false sets none.
+type Confirmations int
+
+func (c *Confirmations) String() string { return strconv.Itoa(int(*c)) }
+
+// Set is called once per --yes on the command line.
+func (c *Confirmations) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("want true or false, or no value")
+	}
+	if b {
+		*c++
+	} else {
+		*c = 0
+	}
+	return nil
+}
+
+// Type is "bool", so that help shows --yes with no value.
+func (c *Confirmations) Type() string { return "bool" }
+
+// confirmOutside is finalize's second confirmation, needed when it would
+// lock out n client certificates issued outside carotate: a second --yes,
+// or "finalize" typed again on a terminal.
+func (o *rotationOptions) confirmOutside(n, yes int, output string) error {
+	if n == 0 || yes >= 2 {
+		return nil
+	}
+	if o.interactive == nil || !o.interactive() || yes > 0 {
+		what := fmt.Sprintf("the %d client certificates listed above; reissue them from the new CA, or pass --yes twice (--yes --yes) to lock them out", n)
+		if n == 1 {
+			what = "the client certificate listed above; reissue it from the new CA, or pass --yes twice (--yes --yes) to lock it out"
+		}
+		return fmt.Errorf("%w: finalize would lock out %s", ErrRefused, what)
+	}
+	prompt := o.Out
+	if structured(output) {
+		prompt = o.ErrOut
+	}
+	fmt.Fprintf(prompt, "Type %q again to lock out those %d client certificates: ", rotation.Finalize, n)
+	if o.readAnswer() != string(rotation.Finalize) {
+		return fmt.Errorf("%w: not confirmed", ErrRefused)
+	}
+	return nil
+}
+
 // confirm needs --yes, or the command's name typed on a terminal. With
 // structured output the prompt goes to stderr, and no plan was shown
 // above.
@@ -236,8 +299,7 @@ func (o *rotationOptions) confirm(command rotation.Command, yes bool, output str
 		prompt = o.ErrOut
 	}
 	fmt.Fprintf(prompt, "Type %q to go on: ", command)
-	line, _ := bufio.NewReader(o.In).ReadString('\n')
-	if strings.TrimSpace(line) != string(command) {
+	if o.readAnswer() != string(command) {
 		return fmt.Errorf("%w: not confirmed", ErrRefused)
 	}
 	return nil

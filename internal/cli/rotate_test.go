@@ -3,12 +3,21 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
 
+	"github.com/carotate/carotate/internal/inspect"
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
 )
@@ -104,12 +113,32 @@ func TestNotRotatedNote(t *testing.T) {
 // TestFinishedSummaryOut: the summary after the steps goes to stdout with
 // the text output and to stderr with JSON, whose stdout stays events only.
 func TestFinishedSummaryOut(t *testing.T) {
+	now := time.Now()
+	oldCA, err := pki.GenerateCA(pki.GenerateOptions{Now: now, Algorithm: pki.ECDSAP256, CommonName: "kubernetes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := asn1.Marshal(pkix.Name{CommonName: "jane", Organization: []string{"ops"}}.ToRDNSequence())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{RawSubject: subject, NotBefore: now, NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	jane, err := pki.Reissue(tmpl, oldCA, pki.ReissueOptions{Now: now, NewKey: true, Algorithm: pki.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := inspect.CertOf(jane.Cert)
+	cluster := model.Cluster{API: model.API{IssuedCertificates: []model.IssuedCertificate{
+		{CSR: "jane", Signer: "kubernetes.io/kube-apiserver-client", Username: "kubernetes-admin", Cert: &cert}}}}
 	for _, output := range []string{OutputText, OutputJSON, OutputYAML} {
 		t.Run(output, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			s := &session{
-				o:  &rotationOptions{IOStreams: IOStreams{Out: &stdout, ErrOut: &stderr}},
-				lc: &rotation.Lifecycle{Record: state.Record{RotationID: "r-test"}},
+				o:       &rotationOptions{IOStreams: IOStreams{Out: &stdout, ErrOut: &stderr}, now: func() time.Time { return now }},
+				lc:      &rotation.Lifecycle{Record: state.Record{RotationID: "r-test"}},
+				rot:     &rotation.Rotation{M: &rotation.Material{Old: map[model.CAKind]*pki.CA{model.ClusterCA: oldCA}}},
+				cluster: cluster,
 			}
 			s.finished(rotation.Result{State: rotation.SwitchDone}, output)
 			want, other := &stdout, &stderr
@@ -117,6 +146,9 @@ func TestFinishedSummaryOut(t *testing.T) {
 				want, other = &stderr, &stdout
 			}
 			if !strings.Contains(want.String(), "run: carotate finalize") || other.Len() != 0 {
+				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+			}
+			if !strings.Contains(want.String(), "1 client certificate issued outside carotate still depends on the old CA, and finalize makes every apiserver reject it once it distrusts the old CA:\n  CertificateSigningRequest jane: CN=jane,O=ops, expires ") {
 				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 			}
 		})
@@ -153,5 +185,67 @@ func TestConfirmSaysWhatWasShown(t *testing.T) {
 	}
 	if stdout.Len() != 0 || !strings.Contains(stderr.String(), `Type "rotate" to go on`) {
 		t.Errorf("json prompt: stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+}
+
+// TestConfirmOutside: finalize that would lock out client certificates
+// issued outside carotate needs a second --yes, or "finalize" typed twice
+// on a terminal (both read from one stream).
+func TestConfirmOutside(t *testing.T) {
+	script := func() *rotationOptions {
+		return &rotationOptions{IOStreams: IOStreams{Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, interactive: func() bool { return false }}
+	}
+	if err := script().confirmOutside(0, 1, OutputText); err != nil {
+		t.Errorf("nothing to lock out, one --yes: %v", err)
+	}
+	want := "finalize would lock out the 2 client certificates listed above; reissue them from the new CA, or pass --yes twice (--yes --yes) to lock them out"
+	for _, yes := range []int{0, 1} {
+		if err := script().confirmOutside(2, yes, OutputText); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%d --yes: %v, want %q", yes, err, want)
+		}
+	}
+	if err := script().confirmOutside(2, 2, OutputText); err != nil {
+		t.Errorf("--yes --yes: %v", err)
+	}
+	for _, tt := range []struct {
+		typed string
+		ok    bool
+	}{{"finalize\nfinalize\n", true}, {"finalize\nno\n", false}, {"finalize\n", false}} {
+		var stdout bytes.Buffer
+		o := &rotationOptions{IOStreams: IOStreams{Out: &stdout, ErrOut: &bytes.Buffer{}, In: strings.NewReader(tt.typed)}, interactive: func() bool { return true }}
+		err := o.confirm(rotation.Finalize, false, OutputText)
+		if err == nil {
+			err = o.confirmOutside(3, 0, OutputText)
+		}
+		if (err == nil) != tt.ok {
+			t.Errorf("typed %q: %v", tt.typed, err)
+		}
+		if !strings.Contains(stdout.String(), `Type "finalize" again to lock out those 3 client certificates`) {
+			t.Errorf("typed %q: prompt %q", tt.typed, stdout.String())
+		}
+	}
+}
+
+func TestYesCounts(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want Confirmations
+	}{
+		{nil, 0}, {[]string{"--yes"}, 1}, {[]string{"-y"}, 1}, {[]string{"--yes", "--yes"}, 2}, {[]string{"-yy"}, 2},
+		{[]string{"--yes=true"}, 1}, {[]string{"--yes", "--yes=false"}, 0},
+	} {
+		c := newChangeFlags()
+		f := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.AddFlags(f)
+		if err := f.Parse(tt.args); err != nil || c.Yes != tt.want {
+			t.Errorf("%q: %d, %v; want %d", tt.args, c.Yes, err, tt.want)
+		}
+	}
+	c := newChangeFlags()
+	f := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	f.SetOutput(io.Discard)
+	c.AddFlags(f)
+	if err := f.Parse([]string{"--yes=maybe"}); err == nil || !strings.Contains(err.Error(), "--yes") {
+		t.Errorf("--yes=maybe: %v", err)
 	}
 }

@@ -350,8 +350,16 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	quorum := startQuorumWatch(t, l)
 	start := time.Now()
 	oldToken := createToken(t, l.Kubeconfig())
+	// Credentials issued outside carotate from the old CA: a user's
+	// certificate through a CSR, and a copy of admin.conf.
+	janeCert, janeKey := issueOutside(t, l.Kubeconfig())
+	writeOutsideConf(t, l, cp1.Name)
 	var outputs, logs []string
 	for _, args := range append([][]string{rotateArgs}, finalizes...) {
+		if args[0] == "finalize" {
+			checkFinalizeRefusesOutside(t, r, l, cp1.Name, args, janeCert, janeKey)
+			args = append(slices.Clone(args), "--yes")
+		}
 		res := r.run(args...)
 		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
 		if res.code != 0 {
@@ -364,12 +372,25 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		if args[0] == "finalize" && !strings.Contains(res.stdout, "no pod uses a token signed by the old key") {
 			t.Errorf("finalize did not pass the old-token gate:\n%s", progressOnly(res.stdout))
 		}
+		want := "1 client certificate issued outside carotate finalize makes every apiserver reject it once it distrusts the old CA:\n  CertificateSigningRequest " + outsideCSR + ": "
+		if args[0] == "rotate" {
+			want = "2 client certificates issued outside carotate still depend on the old CA, and finalize makes every apiserver reject them once it distrusts the old CA:\n  CertificateSigningRequest " + outsideCSR + ": "
+		}
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("%s does not list the credentials from the old CA issued outside carotate (%q):\n%s", args[0], want, tail(res.stdout, 3000))
+		}
 	}
 	end := time.Now()
 	lb.close()
 	quorum.close()
 	checkAfterRotation(t, l, r, before, oldAdmin)
 	checkServiceAccountKeyRotated(t, l, oldToken)
+	t.Run("a client certificate issued outside carotate from the old CA is rejected", func(t *testing.T) {
+		newAdmin, _ := l.NodePath(cp1.Name, rotation.KubernetesDir+"/admin.conf")
+		if certAuthenticates(t, newAdmin, janeCert, janeKey) {
+			t.Error("the apiserver still accepts jane's certificate from the old CA after finalize")
+		}
+	})
 	checkEtcdRotated(t, l, r, oldEtcd, keysBefore)
 	quorum.mu.Lock()
 	t.Logf("REPORT 3+1 etcd: fewest healthy members at once %d of %d (%d samples, one a second); below %d: %v",

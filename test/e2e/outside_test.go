@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/carotate/carotate/internal/lab"
+	"github.com/carotate/carotate/internal/rotation"
+)
+
+// outsideCSR is the CSR through which the 3+1 lab issues a user
+// certificate outside carotate, as an operator hands one out.
+const outsideCSR = "e2e-jane"
+
+// outsideConf is a kubeconfig carotate does not own in /etc/kubernetes on
+// the first control plane: a copy of admin.conf, as operators keep.
+const outsideConf = rotation.KubernetesDir + "/ops.conf"
+
+// issueOutside has the cluster sign a client certificate for jane (group
+// ops) through an approved CSR of kubernetes.io/kube-apiserver-client. It
+// returns the certificate and its key, PEM.
+func issueOutside(t *testing.T, kubeconfig string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "jane", Organization: []string{"ops"}}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := clientFor(t, kubeconfig)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	day := int32(86400)
+	csr, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: outsideCSR},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:           pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName:        certificatesv1.KubeAPIServerClientSignerName,
+			ExpirationSeconds: &day,
+			Usages:            []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create CSR %s: %v", outsideCSR, err)
+	}
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "E2E", Message: "a user certificate issued outside carotate"})
+	if _, err := cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, outsideCSR, csr, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("approve CSR %s: %v", outsideCSR, err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := cs.CertificatesV1().CertificateSigningRequests().Get(ctx, outsideCSR, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		certPEM = got.Status.Certificate
+		return len(certPEM) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("CSR %s was approved but KCM issued no certificate within a minute: %v", outsideCSR, err)
+	}
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+func clientFor(t *testing.T, kubeconfig string) *kubernetes.Clientset {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Timeout = 10 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// certAuthenticates reports whether the apiserver behind kubeconfig
+// authenticates the client certificate: a 401 is false; anything the user
+// is merely not allowed to do (403) is true.
+func certAuthenticates(t *testing.T, kubeconfig string, certPEM, keyPEM []byte) bool {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.CertData, cfg.KeyData, cfg.CertFile, cfg.KeyFile = certPEM, keyPEM, "", ""
+	cfg.Timeout = 10 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cs.CoreV1().ServiceAccounts("default").List(context.Background(), metav1.ListOptions{})
+	switch {
+	case err == nil || apierrors.IsForbidden(err):
+		return true
+	case apierrors.IsUnauthorized(err):
+		return false
+	}
+	t.Fatalf("list service accounts as jane: %v", err)
+	return false
+}
+
+// writeOutsideConf copies admin.conf to outsideConf on node: a kubeconfig
+// whose client certificate the old CA signed, which carotate neither
+// owns nor reissues.
+func writeOutsideConf(t *testing.T, l *lab.Lab, node string) {
+	t.Helper()
+	src, err := l.NodePath(node, rotation.KubernetesDir+"/admin.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := l.NodePath(node, outsideConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkFinalizeRefusesOutside runs finalize with one --yes while jane's
+// CSR certificate and node's outsideConf still depend on the old CA: it
+// must list both, refuse, and change nothing. outsideConf is then removed,
+// as an operator who reissued it would, so the finalize that follows
+// lists jane alone.
+func checkFinalizeRefusesOutside(t *testing.T, r *rotator, l *lab.Lab, node string, finalize []string, janeCert, janeKey []byte) {
+	t.Helper()
+	before, _ := r.record()
+	res := r.run(finalize...)
+	for _, want := range []string{
+		"2 client certificates issued outside carotate finalize makes every apiserver reject them once it distrusts the old CA:",
+		"  CertificateSigningRequest " + outsideCSR + ": CN=jane,O=ops, expires ",
+		", signer kubernetes.io/kube-apiserver-client, requested by kubernetes-admin",
+		"  " + node + ":" + outsideConf + ": ",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("finalize with one --yes does not say %q:\n%s", want, tail(res.stdout, 3000))
+		}
+	}
+	if want := "finalize would lock out the 2 client certificates listed above; reissue them from the new CA, or pass --yes twice (--yes --yes) to lock them out"; res.code != 3 || !strings.Contains(res.stderr, want) {
+		t.Errorf("finalize with one --yes: exit %d, want 3 and %q:\n%s", res.code, want, tail(res.stderr, 2000))
+	}
+	if after, _ := r.record(); after.Phase != before.Phase || after.Phase != "switch" {
+		t.Errorf("the refused finalize moved the record from %q to %q", before.Phase, after.Phase)
+	}
+	newAdmin, _ := l.NodePath(node, rotation.KubernetesDir+"/admin.conf")
+	if !certAuthenticates(t, newAdmin, janeCert, janeKey) {
+		t.Error("jane's certificate from the old CA is rejected before finalize")
+	}
+	p, _ := l.NodePath(node, outsideConf)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+}
