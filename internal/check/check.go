@@ -83,6 +83,7 @@ func All() []Check {
 		{"ca-files", CAFiles},
 		{"signing-files", SigningFiles},
 		{"stray-manifests", StrayManifests},
+		{"unhandled-trust", UnhandledTrust},
 		{"key-permissions", KeyPermissions},
 		{"rotation-in-progress", RotationInProgress},
 		{"api-services", APIServices},

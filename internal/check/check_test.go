@@ -251,6 +251,35 @@ func TestRun(t *testing.T) {
 			want:   []Finding{{ID: "signing-file-missing", Severity: Blocking, Subject: "cp-1:/etc/kubernetes/pki/gone.crt (kube-controller-manager --cluster-signing-cert-file)"}},
 		},
 		{
+			name: "kube-apiserver verifies kubelets with the cluster CA",
+			mutate: func(c *model.Cluster) {
+				m := &node0(c).Manifests[0]
+				m.Flags = append(m.Flags, model.Flag{Name: "kubelet-certificate-authority", Value: pkiDir + "/ca.crt"})
+			},
+			want: []Finding{{ID: "kubelet-serving-verified", Severity: Blocking,
+				Subject: "cp-1:/etc/kubernetes/manifests/kube-apiserver.yaml (kube-apiserver --kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt)"}, signingShared},
+		},
+		{
+			name: "kube-apiserver verifies kubelets with a CA of their own",
+			mutate: func(c *model.Cluster) {
+				m := &node0(c).Manifests[0]
+				m.Flags = append(m.Flags, model.Flag{Name: "kubelet-certificate-authority", Value: pkiDir + "/kubelet-ca.crt"})
+				setFile(c, model.File{Path: pkiDir + "/kubelet-ca.crt", Kind: model.FileCertificate, Certs: []model.Cert{cert("CN=kubelet-ca", "kubelet-ca", true, 9*year)}})
+			},
+			want: []Finding{signingShared},
+		},
+		{
+			name: "cloud-controller-manager static pod reads a copy of the cluster CA",
+			mutate: func(c *model.Cluster) {
+				n := node0(c)
+				n.Manifests = append(n.Manifests, model.Manifest{Path: "/etc/kubernetes/manifests/cloud-controller-manager.yaml", Component: "cloud-controller-manager",
+					Flags: []model.Flag{{Name: "root-ca-file", Value: "/etc/ccm/ca.crt"}, {Name: "kubeconfig", Value: "/etc/kubernetes/ccm.conf"}}})
+				setFile(c, model.File{Path: "/etc/ccm/ca.crt", Kind: model.FileCertificate, Certs: []model.Cert{clusterCA}})
+			},
+			want: []Finding{{ID: "cloud-controller-manager-trust", Severity: Blocking,
+				Subject: "cp-1:/etc/kubernetes/manifests/cloud-controller-manager.yaml (cloud-controller-manager --root-ca-file=/etc/ccm/ca.crt)"}, signingShared},
+		},
+		{
 			name: "stray manifest",
 			mutate: func(c *model.Cluster) {
 				node0(c).StrayManifests = []string{"/etc/kubernetes/manifests/kube-apiserver.yaml.bak"}

@@ -311,6 +311,61 @@ func StrayManifests(c model.Cluster, _ Options) []Finding {
 	return out
 }
 
+// UnhandledTrust reports what trusts the cluster CA that a rotation does
+// not move yet, so that it is refused before it starts rather than found
+// broken after finalize:
+//   - kube-apiserver --kubelet-certificate-authority naming the cluster
+//     CA: the apiserver then verifies every kubelet's serving certificate,
+//     which carotate does not reissue, so once the old CA is distrusted
+//     kubectl logs, exec and port-forward fail on every such node;
+//   - a cloud-controller-manager static pod that reads the cluster CA
+//     from a file: carotate rewrites the file but does not restart it.
+func UnhandledTrust(c model.Cluster, _ Options) []Finding {
+	var out []Finding
+	caPath := path.Join(certificatesDir(c), "ca.crt")
+	for _, n := range c.Nodes {
+		cluster := map[string]bool{}
+		if f := fileAt(n, caPath); f != nil {
+			for _, ct := range f.Certs {
+				cluster[ct.SPKISHA256] = true
+			}
+		}
+		// trustsClusterCA: the file is ca.crt, or holds a CA of it.
+		trustsClusterCA := func(p string) bool {
+			if p == caPath {
+				return true
+			}
+			if f := fileAt(n, p); f != nil {
+				for _, ct := range f.Certs {
+					if cluster[ct.SPKISHA256] {
+						return true
+					}
+				}
+			}
+			return false
+		}
+		for _, m := range n.Manifests {
+			for _, f := range m.Flags {
+				p := path.Clean(f.Value)
+				switch {
+				case !strings.HasPrefix(f.Value, "/") || !trustsClusterCA(p):
+				case m.Component == manifest.KubeAPIServer && f.Name == "kubelet-certificate-authority":
+					out = append(out, Finding{ID: "kubelet-serving-verified", Severity: Blocking,
+						Subject: fileSubject(n.Name, m.Path) + " (kube-apiserver --kubelet-certificate-authority=" + f.Value + ")",
+						Message: "kube-apiserver verifies every kubelet's serving certificate with the cluster CA; carotate does not reissue kubelet serving certificates, so after finalize kubectl logs, exec and port-forward would fail on every node whose serving certificate the old CA signed",
+						Action:  "remove the flag for the rotation, then reissue the kubelets' serving certificates from the new CA (with serverTLSBootstrap: delete /var/lib/kubelet/pki/kubelet-server-current.pem, restart the kubelet, approve its CSR) before you add it back"})
+				case m.Component == manifest.CloudControllerManager:
+					out = append(out, Finding{ID: "cloud-controller-manager-trust", Severity: Blocking,
+						Subject: fileSubject(n.Name, m.Path) + " (cloud-controller-manager --" + f.Name + "=" + f.Value + ")",
+						Message: "cloud-controller-manager runs as a static pod and reads the cluster CA from a file; carotate would rewrite the file but does not restart cloud-controller-manager, which would keep trusting only the old CA",
+						Action:  "run cloud-controller-manager as a Deployment or DaemonSet that trusts its service account's ca.crt (carotate restarts those), or rotate by hand"})
+				}
+			}
+		}
+	}
+	return out
+}
+
 // KeyPermissions reports private key files that others than their owner
 // may read or write.
 func KeyPermissions(c model.Cluster, _ Options) []Finding {

@@ -86,7 +86,8 @@
 //
 // Seed steps with no home here yet, and the issue that brings each:
 //   - cloud-controller-manager --root-ca-file, and kube-apiserver
-//     --kubelet-certificate-authority where set (#12, trusting places);
+//     --kubelet-certificate-authority where set: check reports both as
+//     blocking (check.UnhandledTrust), so a rotation refuses to start;
 //   - caBundles of webhooks, APIServices and CRD conversion, and
 //     aggregated API servers that trust the front-proxy CA (#12).
 //

@@ -156,6 +156,9 @@ func checkFinalizeRefusesOutside(t *testing.T, r *rotator, l *lab.Lab, node stri
 	t.Helper()
 	before, _ := r.record()
 	res := r.run(finalize...)
+	if i := strings.Index(res.stdout, "client certificates issued outside carotate"); i >= 0 {
+		t.Logf("what the refused finalize listed:\n%s%s", res.stdout[max(0, strings.LastIndex(res.stdout[:i], "\n")+1):], tail(res.stderr, 400))
+	}
 	for _, want := range []string{
 		"2 client certificates issued outside carotate finalize makes every apiserver reject them once it distrusts the old CA:",
 		"  CertificateSigningRequest " + outsideCSR + ": CN=jane,O=ops, expires ",
