@@ -1,6 +1,8 @@
 package backup
 
 import (
+	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -108,9 +111,36 @@ func TestRoundTripModesAndNoTempFiles(t *testing.T) {
 	}
 }
 
-func TestTamperAndWrongKey(t *testing.T) {
+// secretOf is what a key must never print.
+func secretOf(k Key) []byte {
+	if k.isAge() {
+		return []byte(k.h.identity().String())
+	}
+	return k.h.bytes()
+}
+
+func rawKey(t *testing.T) Key {
+	t.Helper()
+	b := make([]byte, KeySize)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// flipAt is a byte to flip in a backup, and what Read must then say.
+type flipAt struct {
+	name string
+	at   func(orig []byte) int
+	want error
+}
+
+func checkTamper(t *testing.T, key Key, flips []flipAt) {
 	dir := privateDir(t)
-	key := newKey(t, dir)
 	path := filepath.Join(dir, "b.enc")
 	if err := Write(path, key, contents()); err != nil {
 		t.Fatal(err)
@@ -120,22 +150,10 @@ func TestTamperAndWrongKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	var errs []error
-	hdr := len(magic)
-	for _, tc := range []struct {
-		name string
-		at   int
-		want error
-	}{
-		{"magic", 0, ErrFormat},
-		{"key id", hdr, ErrWrongKey},
-		{"salt", hdr + idSize, ErrAuthentication},
-		{"nonce", hdr + idSize + saltSize, ErrAuthentication},
-		{"ciphertext", hdr + idSize + saltSize + 12 + 5, ErrAuthentication},
-		{"tag", len(orig) - 1, ErrAuthentication},
-	} {
+	for _, tc := range flips {
 		t.Run("flip a byte of the "+tc.name, func(t *testing.T) {
 			b := append([]byte(nil), orig...)
-			b[tc.at] ^= 0x01
+			b[tc.at(orig)] ^= 0x01
 			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -155,22 +173,103 @@ func TestTamperAndWrongKey(t *testing.T) {
 			t.Errorf("Read = %v", err)
 		}
 	})
-	t.Run("wrong key", func(t *testing.T) {
-		if err := os.WriteFile(path, orig, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		other := newKey(t, privateDir(t))
-		_, err := Read(path, other)
-		if !errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), other.ID()) || !strings.Contains(err.Error(), key.ID()) {
-			t.Errorf("Read with another key = %v, want ErrWrongKey naming both key ids", err)
-		}
-		errs = append(errs, err)
-	})
-	keyBytes := key.h.bytes()
+	for _, other := range []Key{newKey(t, privateDir(t)), rawKey(t)} {
+		t.Run("wrong key", func(t *testing.T) {
+			if err := os.WriteFile(path, orig, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Read(path, other)
+			if !errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), other.ID()) {
+				t.Errorf("Read with another key = %v, want ErrWrongKey naming the key's id", err)
+			}
+			if !key.isAge() && other.isAge() == key.isAge() && !strings.Contains(err.Error(), key.ID()) {
+				t.Errorf("Read with another raw key = %v, want the file's key id too", err)
+			}
+			errs = append(errs, err)
+		})
+	}
 	for _, err := range errs {
 		if err != nil {
-			noCanary(t, err.Error(), keyBytes)
+			noCanary(t, err.Error(), secretOf(key))
 		}
+	}
+}
+
+// TestTamperAndWrongKey: an age backup. age names no recipient, so a
+// damaged X25519 stanza reads as another key's; every other change is
+// damage.
+func TestTamperAndWrongKey(t *testing.T) {
+	line := func(n int) func([]byte) int {
+		return func(b []byte) int {
+			at := 0
+			for range n {
+				at += bytes.IndexByte(b[at:], '\n') + 1
+			}
+			return at + len("-> X25519 ") + 10 // inside the share
+		}
+	}
+	macAt := func(b []byte) int { return bytes.Index(b, []byte("\n--- ")) + 6 }
+	checkTamper(t, newKey(t, privateDir(t)), []flipAt{
+		{"magic", func([]byte) int { return 0 }, ErrFormat},
+		{"X25519 stanza", line(1), ErrWrongKey},
+		{"header MAC", macAt, ErrAuthentication},
+		{"payload", func(b []byte) int { return bytes.Index(b, []byte("\n--- ")) + 60 }, ErrAuthentication},
+		{"last chunk", func(b []byte) int { return len(b) - 1 }, ErrAuthentication},
+	})
+}
+
+// TestTamperAndWrongKeyRaw: a backup an older carotate wrote with a raw
+// key still opens, and its header tells a wrong key from damage.
+func TestTamperAndWrongKeyRaw(t *testing.T) {
+	hdr := len(magic)
+	at := func(n int) func([]byte) int { return func([]byte) int { return n } }
+	checkTamper(t, rawKey(t), []flipAt{
+		{"magic", at(0), ErrFormat},
+		{"key id", at(hdr), ErrWrongKey},
+		{"salt", at(hdr + idSize), ErrAuthentication},
+		{"nonce", at(hdr + idSize + saltSize), ErrAuthentication},
+		{"ciphertext", at(hdr + idSize + saltSize + 12 + 5), ErrAuthentication},
+		{"tag", func(b []byte) int { return len(b) - 1 }, ErrAuthentication},
+	})
+}
+
+// TestAgeOpensIt: the age library alone (as `age -d -i KEYFILE` does)
+// opens a backup with the key file.
+func TestAgeOpensIt(t *testing.T) {
+	dir := privateDir(t)
+	keyPath := filepath.Join(dir, "keys", "backup.key")
+	key, err := CreateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "b.enc")
+	if err := Write(path, key, contents()); err != nil {
+		t.Fatal(err)
+	}
+	kf, err := os.Open(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kf.Close()
+	ids, err := age.ParseIdentities(kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := age.Decrypt(f, ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Contents
+	if err := json.NewDecoder(r).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(contents(), got); diff != "" {
+		t.Errorf("age -d (-want +got):\n%s", diff)
 	}
 }
 
@@ -196,8 +295,12 @@ func TestCreateAndLoadKey(t *testing.T) {
 		t.Fatalf("LoadKey = %v, same key %v", err, k2.ID() == k1.ID())
 	}
 	raw, err := os.ReadFile(path)
-	if err != nil || len(raw) != KeySize {
-		t.Fatalf("key file holds %d bytes, %v", len(raw), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(raw)), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[0], "# carotate backup key, created ") ||
+		lines[1] != "# public key: "+k1.Recipient() || !strings.HasPrefix(lines[2], "AGE-SECRET-KEY-1") {
+		t.Errorf("key file is not an age identity file as age-keygen writes one:\n%s", strings.ReplaceAll(string(raw), string(secretOf(k1)), "AGE-SECRET-KEY-1…"))
 	}
 
 	t.Run("existing key file never replaced", func(t *testing.T) {
@@ -240,15 +343,30 @@ func TestCreateAndLoadKey(t *testing.T) {
 			}
 		}
 	})
-	t.Run("base64 key file", func(t *testing.T) {
-		p := filepath.Join(dir, "b64.key")
-		if err := os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(raw)+"\n"), 0o600); err != nil {
+	t.Run("raw and base64 key files of older versions", func(t *testing.T) {
+		old := rawKey(t)
+		for name, content := range map[string][]byte{"raw.key": secretOf(old), "b64.key": []byte(base64.StdEncoding.EncodeToString(secretOf(old)) + "\n")} {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			k, err := LoadKey(p)
+			if err != nil || k.ID() != old.ID() || k.isAge() {
+				t.Errorf("LoadKey(%s) = %v", name, err)
+			}
+		}
+	})
+	t.Run("two age identities refused", func(t *testing.T) {
+		p := filepath.Join(dir, "two.key")
+		if err := os.WriteFile(p, append(append([]byte(nil), raw...), raw...), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		k, err := LoadKey(p)
-		if err != nil || k.ID() != k1.ID() {
-			t.Errorf("LoadKey(base64) = %v", err)
+		_, err := LoadKey(p)
+		var kfe *KeyFileError
+		if !errors.As(err, &kfe) || !strings.Contains(err.Error(), "is not one age X25519 identity") {
+			t.Errorf("LoadKey = %v", err)
 		}
+		noCanary(t, err.Error(), secretOf(k1))
 	})
 	t.Run("group-readable key file refused", func(t *testing.T) {
 		p := filepath.Join(dir, "loose.key")
@@ -289,7 +407,7 @@ func TestCreateAndLoadKey(t *testing.T) {
 func TestKeyNeverPrints(t *testing.T) {
 	dir := privateDir(t)
 	key := newKey(t, dir)
-	secret := key.h.bytes()
+	secret := secretOf(key)
 	var sb strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&sb, nil))
 	logger.Info("backup", "key", key, "ptr", &key)

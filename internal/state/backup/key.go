@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,30 +10,38 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
+
+	"filippo.io/age"
 )
 
-// KeySize is the length of a backup key: AES-256.
+// KeySize is the length of a key file from before carotate wrote age
+// identities: 32 random bytes, an AES-256 key.
 const KeySize = 32
 
-// Key is a backup key. Like pki.PrivateKey it never prints: every fmt verb,
-// slog and JSON see only its id, a hash that tells keys apart.
+// Key is a backup key: an age X25519 identity, or a key file of 32 raw
+// bytes that an older carotate created. Like pki.PrivateKey it never
+// prints: every fmt verb, slog and JSON see only its id, a hash that tells
+// keys apart.
 type Key struct {
 	h *keyHolder
 }
 
-// keyHolder keeps the bytes behind a func so that reflection-based printing
-// of the struct shows an address, never the bytes.
+// keyHolder keeps the secret behind funcs so that reflection-based
+// printing of the struct shows an address, never the key.
 type keyHolder struct {
-	bytes func() []byte
+	identity func() *age.X25519Identity // nil for a raw key
+	bytes    func() []byte              // nil for an age identity
 }
 
-// NewKey wraps 32 key bytes (copied).
+// NewKey wraps 32 key bytes (copied): a key file of an older carotate.
 func NewKey(b []byte) (Key, error) {
 	if len(b) != KeySize {
 		return Key{}, fmt.Errorf("a backup key is %d bytes, got %d", KeySize, len(b))
@@ -41,11 +50,33 @@ func NewKey(b []byte) (Key, error) {
 	return Key{h: &keyHolder{bytes: func() []byte { return c }}}, nil
 }
 
+// newAgeKey wraps an age identity.
+func newAgeKey(id *age.X25519Identity) Key {
+	return Key{h: &keyHolder{identity: func() *age.X25519Identity { return id }}}
+}
+
 // IsZero is true for a Key that holds nothing.
 func (k Key) IsZero() bool { return k.h == nil }
 
-// id is what the backup header stores: a one-way function of the key.
+// isAge says the key is an age identity, which reads and writes age files.
+func (k Key) isAge() bool { return k.h != nil && k.h.identity != nil }
+
+// Recipient is the public half of an age key, "age1…", which the backup is
+// encrypted to; "" for a raw key.
+func (k Key) Recipient() string {
+	if !k.isAge() {
+		return ""
+	}
+	return k.h.identity().Recipient().String()
+}
+
+// id is a one-way function of the key: for an age key, of its public
+// recipient; for a raw key, what its backups' header stores.
 func (k Key) id() []byte {
+	if k.isAge() {
+		sum := sha256.Sum256([]byte("carotate backup key id\x00" + k.Recipient()))
+		return sum[:idSize]
+	}
 	id, err := hkdf.Key(sha256.New, k.h.bytes(), nil, "carotate backup key id", idSize)
 	if err != nil {
 		panic(err) // only for lengths hkdf cannot give; idSize is not one
@@ -83,8 +114,9 @@ func (e *KeyFileError) Error() string { return fmt.Sprintf("backup key file %s: 
 // error wraps fs.ErrNotExist): a lost key is never replaced behind the
 // operator's back, since whatever it sealed can only be read with it. A key
 // file group or others can read, or that another user owns, is refused. The
-// file holds the 32 raw bytes; a file of their base64 (as `openssl rand
-// -base64 32` prints) is accepted too.
+// file is an age identity file, as age-keygen writes one (comments, then
+// one AGE-SECRET-KEY-1… line); a file of 32 raw bytes or their base64, as
+// older carotate versions created, is accepted too.
 func LoadKey(path string) (Key, error) {
 	k, err := loadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -93,8 +125,8 @@ func LoadKey(path string) (Key, error) {
 	return k, err
 }
 
-// CreateKey creates the key file at path with a fresh random key, 0600, and
-// returns it. It refuses a path that exists (an existing key is never
+// CreateKey creates the key file at path with a fresh age X25519
+// identity, 0600, and returns it: `age -d -i FILE` opens every backup. It refuses a path that exists (an existing key is never
 // replaced) and a directory group or others can write to (they could
 // replace the key, or read what it seals, by swapping the file); a missing
 // directory is created 0700. The file appears whole or not at all. The
@@ -158,12 +190,25 @@ func loadKey(path string) (Key, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && os.Geteuid() != 0 {
 		return Key{}, &KeyFileError{Path: path, Why: fmt.Sprintf("owned by uid %d, not by the user running carotate", st.Uid)}
 	}
-	buf := make([]byte, 128)
-	n, err := f.Read(buf)
-	if err != nil {
+	buf := make([]byte, 4096)
+	n, err := io.ReadFull(f, buf)
+	if n == 0 || (err != nil && !errors.Is(err, io.ErrUnexpectedEOF)) {
 		return Key{}, &KeyFileError{Path: path, Why: "empty or unreadable"}
 	}
 	raw := buf[:n]
+	defer clear(buf)
+	if bytes.Contains(raw, []byte("AGE-SECRET-KEY-1")) {
+		ids, err := age.ParseIdentities(bytes.NewReader(raw))
+		if err != nil || len(ids) != 1 {
+			// Not the parser's words: they may quote the file.
+			return Key{}, &KeyFileError{Path: path, Why: "is not one age X25519 identity (comment lines, then one AGE-SECRET-KEY-1… line, as age-keygen writes)"}
+		}
+		id, ok := ids[0].(*age.X25519Identity)
+		if !ok {
+			return Key{}, &KeyFileError{Path: path, Why: "holds an age identity that is not X25519"}
+		}
+		return newAgeKey(id), nil
+	}
 	if n == KeySize {
 		return NewKey(raw)
 	}
@@ -171,7 +216,7 @@ func loadKey(path string) (Key, error) {
 	if derr != nil || len(dec) != KeySize {
 		// The length only: the content may be a key in the wrong form.
 		return Key{}, &KeyFileError{Path: path, Why: fmt.Sprintf(
-			"holds %d bytes; a backup key is %d random bytes, or their base64", n, KeySize)}
+			"holds %d bytes; a backup key is an age identity (age-keygen), or, from an older carotate, %d random bytes or their base64", n, KeySize)}
 	}
 	return NewKey(dec)
 }
@@ -201,10 +246,13 @@ func createKey(path string) error {
 			"its directory %s has mode %04o, so group or others could replace the key; run chmod go-w on it or choose another --backup-key path",
 			dir, fi.Mode().Perm())}
 	}
-	b := make([]byte, KeySize)
-	if _, err := rand.Read(b); err != nil {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
 		return err
 	}
+	b := fmt.Appendf(nil, "# carotate backup key, created %s\n# public key: %s\n%s\n",
+		time.Now().UTC().Format(time.RFC3339), id.Recipient(), id)
+	defer clear(b)
 	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+strings.ToLower(rand.Text()[:12]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
