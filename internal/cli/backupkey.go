@@ -84,8 +84,12 @@ func (s *session) newBackupKey() (backup.Key, error) {
 	}
 	key, err := backup.LoadKey(abs)
 	if errors.Is(err, fs.ErrNotExist) {
-		if key, err = backup.CreateKey(abs); err == nil {
-			fmt.Fprintf(o.ErrOut, "Created the backup key %s (0600, id %s). Keep it safe and apart from the state directory: without it the backup cannot be read, and the rotation cannot be resumed or rolled back.\n", abs, key.ID())
+		// Made now, written by createLocal once the command is confirmed;
+		// where it goes is checked now, so that a bad path is refused
+		// before anything changes.
+		if err = backup.CheckNewKeyPath(abs); err == nil {
+			key, err = backup.GenerateKey()
+			s.newKeyPath = abs
 		}
 	}
 	if err != nil {

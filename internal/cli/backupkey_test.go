@@ -71,8 +71,48 @@ func TestBackupKeyRules(t *testing.T) {
 		if st.s.lc.Record.BackupKeyPath != st.o.BackupKeyFile || st.s.lc.Record.BackupKeyID != k.ID() {
 			t.Errorf("record %+v does not name %s (id %s)", st.s.lc.Record, st.o.BackupKeyFile, k.ID())
 		}
+		// Nothing is written until the command is confirmed.
+		if f := st.files(); len(f) != 0 {
+			t.Errorf("backupKey wrote %v before the command was confirmed", f)
+		}
+		var err2 error
+		if st.s.dir, err2 = state.OpenIfExists(st.o.StateDir, "uid-1"); err2 != nil {
+			t.Fatal(err2)
+		}
+		rotDir, err := state.OpenIfExists(st.s.dir.Path(), "r-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.s.rot = &rotation.Rotation{Store: &rotation.Store{Dir: rotDir, Key: k}}
+		if err := st.s.createLocal(); err != nil {
+			t.Fatal(err)
+		}
 		if fi, err := os.Stat(st.o.BackupKeyFile); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("key file: %v, %v", fi, err)
+		}
+		if loaded, err := backup.LoadKey(st.o.BackupKeyFile); err != nil || loaded.ID() != k.ID() {
+			t.Errorf("the key file holds %v (%v), want the key %s", loaded, err, k.ID())
+		}
+		if !st.s.dir.Created() || !st.s.rot.Store.Dir.Created() {
+			t.Error("createLocal did not create the state directories")
+		}
+	})
+	t.Run("fresh rotate refuses a key path in a shared directory before anything is written", func(t *testing.T) {
+		st := newSetup(t, rotation.Rotate, true)
+		shared := filepath.Join(t.TempDir(), "shared")
+		if err := os.Mkdir(shared, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(shared, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		st.o.BackupKeyFile = filepath.Join(shared, "k")
+		_, err := st.s.backupKey()
+		if err == nil || !strings.Contains(err.Error(), "chmod go-w") || !strings.Contains(err.Error(), shared) {
+			t.Errorf("err = %v, want a refusal naming %s and chmod go-w", err, shared)
+		}
+		if st.s.newKeyPath != "" {
+			t.Errorf("a refused key path is still to be written: %s", st.s.newKeyPath)
 		}
 	})
 	t.Run("fresh plan needs no key and creates none", func(t *testing.T) {

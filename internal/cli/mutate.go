@@ -50,6 +50,9 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 		s.pub.Event(ctx, corev1.EventTypeWarning, "Refused", cmd, fmt.Sprintf("%s refused: %d client certificates issued outside carotate still depend on the old CA", cmd, len(outside)))
 		return err
 	}
+	if err := s.createLocal(); err != nil {
+		return err
+	}
 	s.pub.Set(ctx, cmd, clusterstatus.Running, s.lc.State().String(), fmt.Sprintf("%s started by %s", cmd, s.pub.Who()))
 	s.pub.Event(ctx, corev1.EventTypeNormal, "Started", cmd, fmt.Sprintf("%s of rotation %s started (roots %s; the record says %s)", cmd, s.lc.Record.RotationID, s.lc.Roots(), s.lc.State()))
 	res, err := s.lc.Run(ctx, s.rot, sel, rotation.RunOptions{

@@ -22,6 +22,7 @@ import (
 	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/state"
+	"github.com/carotate/carotate/internal/state/backup"
 )
 
 // session is one command's view of the cluster and its rotation.
@@ -45,6 +46,9 @@ type session struct {
 	// the rotation's new CA joins it once the material holds it.
 	trust *trustPool
 	fail  *failpoint.Counter
+	// newKeyPath is where createLocal writes the backup key of a new
+	// rotation, made in memory until the command is confirmed.
+	newKeyPath string
 }
 
 func (s *session) close() {
@@ -247,10 +251,41 @@ func apiserverEndpoint(n model.Node) string {
 // openDir opens a state directory: created for a command that changes the
 // cluster, only read for plan and status, which write nothing locally.
 func (s *session) openDir(root, id string) (*state.Dir, error) {
-	if s.cmd.Mutates() {
-		return state.Open(root, id)
-	}
+	// A command that changes the cluster creates them once it is
+	// confirmed (createLocal), so that a refused one leaves nothing.
 	return state.OpenIfExists(root, id)
+}
+
+// createLocal makes what a new rotation keeps on this machine: the
+// cluster's state directory, the rotation's, and the backup key file when
+// carotate is to create it. The commands that change the cluster call it
+// once they are confirmed, just before the first phase, so that a refused
+// one (no --yes, a refusing check, a bad flag value found late) leaves no
+// directory and no key behind.
+func (s *session) createLocal() error {
+	if !s.dir.Created() {
+		d, err := state.Open(s.o.StateDir, s.clusterID)
+		if err != nil {
+			return err
+		}
+		s.dir = d
+		s.lc.UseDir(d)
+	}
+	if st := s.rot.Store; !st.Dir.Created() {
+		d, err := state.Open(s.dir.Path(), s.lc.Record.RotationID)
+		if err != nil {
+			return err
+		}
+		st.Dir = d
+	}
+	if s.newKeyPath != "" {
+		if err := backup.SaveKey(s.newKeyPath, s.rot.Store.Key); err != nil {
+			return fmt.Errorf("--backup-key: %w", err)
+		}
+		fmt.Fprintf(s.o.ErrOut, "Created the backup key %s (0600, id %s). Keep it safe and apart from the state directory: without it the backup cannot be read, and the rotation cannot be resumed or rolled back.\n", s.newKeyPath, s.rot.Store.Key.ID())
+		s.newKeyPath = ""
+	}
+	return nil
 }
 
 // lockRequestTimeout bounds each request of the rotation lock.

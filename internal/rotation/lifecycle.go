@@ -109,6 +109,11 @@ func OpenLifecycle(dir *state.Dir, now func() time.Time, toolVersion string) (*L
 	return l, nil
 }
 
+// UseDir moves the lifecycle to d: the state directory a new rotation
+// created once it was confirmed, in place of the one OpenLifecycle found
+// missing.
+func (l *Lifecycle) UseDir(d *state.Dir) { l.dir = d }
+
 // State is where the record says the rotation stands; Started when fresh.
 func (l *Lifecycle) State() RecordState { return l.state }
 

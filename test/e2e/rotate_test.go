@@ -66,6 +66,13 @@ func TestRotateOneControlPlane(t *testing.T) {
 			if rec, ok := r.record(); ok {
 				t.Errorf("a refused run left a rotation record: %+v", rec)
 			}
+			// Nor anything on this machine: no state directory, no key.
+			if entries, _ := os.ReadDir(r.stateDir); len(entries) > 0 {
+				t.Errorf("a refused run created %s in the state directory %s", entries[0].Name(), r.stateDir)
+			}
+			if _, err := os.Stat(r.backupKey); err == nil {
+				t.Errorf("a refused run created the backup key %s", r.backupKey)
+			}
 		}
 		t.Run("a stray file in manifests/", func(t *testing.T) {
 			stray, _ := l.NodePath(cp, "/etc/kubernetes/manifests/notes.txt")

@@ -151,6 +151,71 @@ func CreateKey(path string) (Key, error) {
 	return loadKey(path)
 }
 
+// GenerateKey makes a new age key in memory, to be written with SaveKey.
+func GenerateKey() (Key, error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return Key{}, err
+	}
+	return newAgeKey(id), nil
+}
+
+// CheckNewKeyPath refuses, without creating anything, a path SaveKey would
+// refuse: one that exists, or whose directory group or others can write.
+// A missing directory is fine: SaveKey creates it 0700.
+func CheckNewKeyPath(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return &KeyFileError{Path: path, Why: "already exists; carotate never replaces a backup key (load it instead, or choose another path)"}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("backup key file %s: %w", path, err)
+	}
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if errors.Is(err, fs.ErrNotExist) && dir != filepath.Dir(dir) {
+			continue // created 0700 by SaveKey; its parent is what matters
+		}
+		if err != nil {
+			return fmt.Errorf("backup key file %s: %w", path, err)
+		}
+		return checkKeyDir(path, dir, fi, dir == filepath.Dir(path))
+	}
+}
+
+// checkKeyDir refuses a key's directory (or the nearest existing parent of
+// a missing one) that is not a directory, or that group or others may
+// write to: they could replace the key, or read what it seals.
+func checkKeyDir(path, dir string, fi fs.FileInfo, own bool) error {
+	if !fi.IsDir() {
+		return &KeyFileError{Path: path, Why: dir + " is not a directory"}
+	}
+	if own && fi.Mode().Perm()&0o022 != 0 {
+		return &KeyFileError{Path: path, Why: fmt.Sprintf(
+			"its directory %s has mode %04o, so group or others could replace the key; run chmod go-w on it or choose another --backup-key path",
+			dir, fi.Mode().Perm())}
+	}
+	return nil
+}
+
+// SaveKey writes k, from GenerateKey, to a new key file at path, as
+// CreateKey does.
+func SaveKey(path string, k Key) error {
+	if !k.isAge() {
+		return errors.New("only an age key is written to a new key file")
+	}
+	if err := CheckNewKeyPath(path); err != nil {
+		return err
+	}
+	err := writeKeyFile(path, k.h.identity())
+	if errors.Is(err, fs.ErrExist) {
+		return &KeyFileError{Path: path, Why: "was created by someone else while carotate created it; carotate never replaces a backup key"}
+	}
+	var kfe *KeyFileError
+	if err != nil && !errors.As(err, &kfe) {
+		return fmt.Errorf("create backup key file %s: %w", path, err)
+	}
+	return err
+}
+
 // LoadOrCreateKey loads the key at path, or creates it if there is none.
 //
 // Deprecated: it replaces a lost key with a new one, after which nothing
@@ -225,6 +290,15 @@ func loadKey(path string) (Key, error) {
 // place, so path never exists half written and an existing key is never
 // replaced.
 func createKey(path string) error {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return err
+	}
+	return writeKeyFile(path, id)
+}
+
+// writeKeyFile writes id as an age identity file, the way createKey says.
+func writeKeyFile(path string, id *age.X25519Identity) error {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -238,16 +312,7 @@ func createKey(path string) error {
 	if err != nil {
 		return err
 	}
-	if !fi.IsDir() {
-		return &KeyFileError{Path: path, Why: dir + " is not a directory"}
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return &KeyFileError{Path: path, Why: fmt.Sprintf(
-			"its directory %s has mode %04o, so group or others could replace the key; run chmod go-w on it or choose another --backup-key path",
-			dir, fi.Mode().Perm())}
-	}
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
+	if err := checkKeyDir(path, dir, fi, true); err != nil {
 		return err
 	}
 	b := fmt.Appendf(nil, "# carotate backup key, created %s\n# public key: %s\n%s\n",
