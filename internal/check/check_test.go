@@ -280,6 +280,21 @@ func TestRun(t *testing.T) {
 				Subject: "cp-1:/etc/kubernetes/manifests/cloud-controller-manager.yaml (cloud-controller-manager --root-ca-file=/etc/ccm/ca.crt)"}, signingShared},
 		},
 		{
+			name: "webhook caBundle still carries the retired cluster CA",
+			mutate: func(c *model.Cluster) {
+				retired := cert("CN=kubernetes", "retired", true, 8*year)
+				c.API.CABundles = append(c.API.CABundles,
+					model.CABundle{Location: model.Location{Object: "ValidatingWebhookConfiguration policy", Field: "webhooks[check.example].clientConfig.caBundle"},
+						Certs: []model.Cert{clusterCA, retired}},
+					model.CABundle{Location: model.Location{Object: "APIService v1.example.com", Field: "spec.caBundle"},
+						Certs: []model.Cert{cert("CN=example-ca", "example", true, 8*year)}})
+			},
+			want: []Finding{
+				{ID: "cabundle-rotates-along", Severity: Warning, Subject: "ValidatingWebhookConfiguration policy webhooks[check.example].clientConfig.caBundle"},
+				{ID: "cabundle-retired-ca", Severity: Warning, Subject: "ValidatingWebhookConfiguration policy webhooks[check.example].clientConfig.caBundle"},
+				signingShared},
+		},
+		{
 			name: "stray manifest",
 			mutate: func(c *model.Cluster) {
 				node0(c).StrayManifests = []string{"/etc/kubernetes/manifests/kube-apiserver.yaml.bak"}
