@@ -283,6 +283,7 @@ func TestRun(t *testing.T) {
 			name: "webhook caBundle still carries the retired cluster CA",
 			mutate: func(c *model.Cluster) {
 				retired := cert("CN=kubernetes", "retired", true, 8*year)
+				c.API.RetiredCAs = []model.RetiredCA{{Kind: model.ClusterCA, SPKISHA256: retired.SPKISHA256}}
 				c.API.CABundles = append(c.API.CABundles,
 					model.CABundle{Location: model.Location{Object: "ValidatingWebhookConfiguration policy", Field: "webhooks[check.example].clientConfig.caBundle"},
 						Certs: []model.Cert{clusterCA, retired}},

@@ -527,7 +527,7 @@ func CABundles(c model.Cluster, _ Options) []Finding {
 				Action:  "it must get the new CA during trust and lose the old one at finalize; make sure whoever manages it (an operator, cert-manager, a Helm chart) will do that"})
 		}
 	}
-	out = append(out, retiredInBundles(c, kinds)...)
+	out = append(out, retiredInBundles(c)...)
 	for _, b := range allAPIBundles(c.API) {
 		if b.Error != "" {
 			out = append(out, Finding{ID: "api-object-unreadable", Severity: Warning, Subject: Describe(b.Location),
@@ -541,37 +541,27 @@ func CABundles(c model.Cluster, _ Options) []Finding {
 	return out
 }
 
-// retiredInBundles reports caBundles that carry a CA with the subject of
-// the cluster or front-proxy CA in use but another key, which no node
-// trusts: after a rotation, the CA it retired (carotate's new CA keeps the
-// old one's subject). The webhook or aggregated API behind it still
-// verifies against the retired CA, so its clients accept a server
-// certificate that whoever holds the old key can mint.
-func retiredInBundles(c model.Cluster, current map[string]model.CA) []Finding {
-	bySubject := map[string]model.CA{}
-	for _, ca := range current {
-		bySubject[ca.Cert.Subject] = ca
-	}
-	trusted := map[string]bool{}
-	for _, n := range c.Nodes {
-		for _, f := range n.Files {
-			for _, ct := range f.Certs {
-				trusted[ct.SPKISHA256] = true
-			}
-		}
+// retiredInBundles reports caBundles that still carry a CA a finalized
+// rotation retired (carotate's status ConfigMap lists them): the webhook or
+// aggregated API behind it still verifies against that CA, so its clients
+// accept a server certificate whoever holds the old key can sign.
+func retiredInBundles(c model.Cluster) []Finding {
+	retired := map[string]model.CAKind{}
+	for _, r := range c.API.RetiredCAs {
+		retired[r.SPKISHA256] = r.Kind
 	}
 	var out []Finding
 	for _, b := range c.API.CABundles {
 		seen := map[string]bool{}
 		for _, cert := range b.Certs {
-			ca, named := bySubject[cert.Subject]
-			if !cert.IsCA || !named || current[cert.SPKISHA256].Cert.SPKISHA256 != "" || trusted[cert.SPKISHA256] || seen[cert.SPKISHA256] {
+			kind, ok := retired[cert.SPKISHA256]
+			if !ok || seen[cert.SPKISHA256] {
 				continue
 			}
 			seen[cert.SPKISHA256] = true
 			out = append(out, Finding{ID: "cabundle-retired-ca", Severity: Warning, Subject: Describe(b.Location),
-				Message: fmt.Sprintf("carries a CA named like the %s (%s, key %s…) that no node trusts: most likely the one a rotation retired, so its clients still accept a server certificate whoever holds that old key can sign",
-					CAName(ca), cert.Subject, cert.SPKISHA256[:min(12, len(cert.SPKISHA256))]),
+				Message: fmt.Sprintf("still carries the %s (%s) that a finalized rotation retired: its clients accept a server certificate whoever holds that old key can sign",
+					CAName(model.CA{Kind: kind}), cert.Subject),
 				Action: "remove that certificate from the bundle (or have whoever manages the object do so), once its server presents a certificate from the current CA"})
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,6 +68,9 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 		s.pub.Set(ctx, cmd, clusterstatus.Failed, s.lc.State().String(), err.Error())
 		s.pub.Event(ctx, corev1.EventTypeWarning, "Stopped", cmd, fmt.Sprintf("%s stopped; the record says %s: %v", cmd, s.lc.State(), err))
 		return err
+	}
+	if res.State == rotation.Completed {
+		s.pub.Retired = s.retiredCAs()
 	}
 	s.pub.Set(ctx, cmd, clusterstatus.Done, res.State.String(), fmt.Sprintf("%s done in %s", cmd, res.Took.Round(time.Second)))
 	s.pub.Event(ctx, corev1.EventTypeNormal, "Finished", cmd, fmt.Sprintf("%s of rotation %s done in %s; the record says %s", cmd, s.lc.Record.RotationID, res.Took.Round(time.Second), res.State))
@@ -180,4 +185,16 @@ func stillDepend(plural bool) string {
 		return "still depend on the old CA, and finalize makes every apiserver reject"
 	}
 	return "still depends on the old CA, and finalize makes every apiserver reject"
+}
+
+// retiredCAs are the CAs a finalized rotation distrusted, by kind and
+// public-key hash, for the status in the cluster.
+func (s *session) retiredCAs() []clusterstatus.RetiredCA {
+	var out []clusterstatus.RetiredCA
+	for _, k := range slices.Sorted(maps.Keys(s.rot.M.Old)) {
+		if ca := s.rot.M.Old[k]; ca != nil && ca.Cert != nil {
+			out = append(out, clusterstatus.RetiredCA{Kind: string(k), SPKISHA256: pki.SPKIFingerprint(ca.Cert)})
+		}
+	}
+	return out
 }

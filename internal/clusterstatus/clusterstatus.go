@@ -4,7 +4,11 @@
 // `kubectl describe configmap carotate-status -n kube-system` show.
 //
 // Both hold names, phases, times and messages only: never key material,
-// hashes of it or file contents. Publishing is best effort: a request that
+// hashes of it or file contents. The one exception is public: once a
+// rotation is finalized, the ConfigMap keeps the SHA-256 of each retired
+// CA's public key (as `openssl x509 -pubkey | openssl pkey -pubin -outform
+// der | sha256sum` prints it), so that check can tell a caBundle that
+// still trusts one. Publishing is best effort: a request that
 // fails (the API restarting, RBAC) is logged and the rotation goes on; the
 // local record and journal stay the truth. Each request is bounded by
 // RequestTimeout.
@@ -14,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +56,17 @@ const (
 	KeyStarted   = "startedAt"
 	KeyUpdated   = "updatedAt"
 	KeyLastEvent = "message"
+	// KeyRetired lists the CAs finalized rotations retired, one per line:
+	// the CA's kind and its public key's SHA-256 (hex). It accumulates
+	// over rotations.
+	KeyRetired = "retiredCAs"
 )
+
+// RetiredCA is a CA a finalized rotation distrusted.
+type RetiredCA struct {
+	Kind       string
+	SPKISHA256 string
+}
 
 // States a command leaves in the ConfigMap.
 const (
@@ -66,6 +81,7 @@ type Status struct {
 	Rotation, Command, State, Record, Holder, Message string
 	Roots                                             []string
 	StartedAt, UpdatedAt                              time.Time
+	Retired                                           []RetiredCA
 }
 
 // Publisher writes one rotation's status and Events.
@@ -77,6 +93,9 @@ type Publisher struct {
 	StartedAt time.Time
 	Now       func() time.Time
 	Log       *slog.Logger
+	// Retired are the CAs this rotation distrusted, once finalize is
+	// done; Set adds them to those the ConfigMap lists.
+	Retired []RetiredCA
 
 	mu     sync.Mutex
 	uid    string // the ConfigMap's, for the Events' regarding
@@ -109,11 +128,13 @@ func (p *Publisher) Set(ctx context.Context, command, state, record, message str
 	cm, err := cms.Get(ctx, Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		setRetired(data, p.Retired)
 		cm, err = cms.Create(ctx, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: Name, Namespace: Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "carotate"}},
 			Data:       data,
 		}, metav1.CreateOptions{FieldManager: "carotate"})
 	case err == nil:
+		setRetired(data, mergeRetired(parseRetired(cm.Data[KeyRetired]), p.Retired))
 		cm.Data = data
 		cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: "carotate"})
 	}
@@ -201,6 +222,7 @@ func Read(ctx context.Context, client kubernetes.Interface) (Status, bool, error
 	if d[KeyRoots] != "" {
 		st.Roots = strings.Split(d[KeyRoots], ",")
 	}
+	st.Retired = parseRetired(d[KeyRetired])
 	st.StartedAt, _ = time.Parse(time.RFC3339, d[KeyStarted])
 	st.UpdatedAt, _ = time.Parse(time.RFC3339, d[KeyUpdated])
 	return st, true, nil
@@ -230,4 +252,36 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n-3], "") + "..."
+}
+
+func parseRetired(s string) []RetiredCA {
+	var out []RetiredCA
+	for _, line := range strings.Split(s, "\n") {
+		if kind, spki, ok := strings.Cut(strings.TrimSpace(line), " "); ok && kind != "" && spki != "" {
+			out = append(out, RetiredCA{Kind: kind, SPKISHA256: spki})
+		}
+	}
+	return out
+}
+
+// mergeRetired is have, then whatever of add it lacks.
+func mergeRetired(have, add []RetiredCA) []RetiredCA {
+	out := append([]RetiredCA(nil), have...)
+	for _, r := range add {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func setRetired(data map[string]string, rs []RetiredCA) {
+	if len(rs) == 0 {
+		return
+	}
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%s %s\n", r.Kind, r.SPKISHA256)
+	}
+	data[KeyRetired] = b.String()
 }

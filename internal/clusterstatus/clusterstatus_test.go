@@ -57,6 +57,33 @@ func TestSetAndRead(t *testing.T) {
 	}
 }
 
+// TestRetiredAccumulate: a finalized rotation adds the CAs it retired to
+// those earlier ones did, and later commands keep them.
+func TestRetiredAccumulate(t *testing.T) {
+	cs := fake.NewClientset()
+	ctx := context.Background()
+	first, second := []RetiredCA{{"cluster", "aa"}, {"front-proxy", "bb"}}, []RetiredCA{{"cluster", "cc"}}
+	p := publisher(cs, &strings.Builder{})
+	p.Retired = first
+	p.Set(ctx, "finalize", Done, "finalized", "finalize done")
+	p.Set(ctx, "finalize", Done, "finalized", "finalize done") // a rerun adds nothing twice
+	next := publisher(cs, &strings.Builder{})
+	next.Set(ctx, "rotate", Running, "started", "rotate started")
+	next.Retired = second
+	next.Set(ctx, "finalize", Done, "finalized", "finalize done")
+	got, _, err := Read(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(append(first, second...), got.Retired); diff != "" {
+		t.Errorf("retired (-want +got):\n%s", diff)
+	}
+	cm, _ := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, Name, metav1.GetOptions{})
+	if want := "cluster aa\nfront-proxy bb\ncluster cc\n"; cm.Data[KeyRetired] != want {
+		t.Errorf("data[%s] = %q, want %q", KeyRetired, cm.Data[KeyRetired], want)
+	}
+}
+
 // The Reporter passes every event on, and records Events for gates and
 // failures only, about the ConfigMap.
 func TestReporterRecordsGatesAndFailures(t *testing.T) {

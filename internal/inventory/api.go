@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/carotate/carotate/internal/clusterstatus"
 	"github.com/carotate/carotate/internal/inspect"
 	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/model"
@@ -46,7 +47,8 @@ func crdsGVR() schema.GroupVersionResource {
 // (whichever version the server serves, if any), the caBundles of webhook
 // configurations, APIServices and CRD conversion webhooks, legacy
 // service-account token Secrets, the certificates of approved
-// CertificateSigningRequests, and carotate's lock Lease.
+// CertificateSigningRequests, the CAs finalized rotations retired
+// (carotate's status ConfigMap), and carotate's lock Lease.
 //
 // Content that does not parse goes into the model (CABundle.Error,
 // KubeadmConfig.Error). A request that fails (forbidden, timeout) fails the
@@ -69,6 +71,7 @@ func GatherAPI(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interfa
 		{"CustomResourceDefinitions", func() error { return gatherCRDConversions(ctx, dyn, &api) }},
 		{"service-account token Secrets", func() error { return gatherLegacyTokens(ctx, cs, &api) }},
 		{"CertificateSigningRequests", func() error { return gatherIssuedCertificates(ctx, cs, &api) }},
+		{"ConfigMap " + clusterstatus.Namespace + "/" + clusterstatus.Name, func() error { return gatherRetired(ctx, cs, &api) }},
 		{"Lease " + lock.Namespace + "/" + lock.Name, func() error { return gatherLock(ctx, cs, &api) }},
 	}
 	for _, s := range steps {
@@ -497,4 +500,16 @@ func approved(conds []certificatesv1.CertificateSigningRequestCondition) bool {
 		}
 	}
 	return ok
+}
+
+// gatherRetired reads the CAs finalized rotations retired.
+func gatherRetired(ctx context.Context, cs kubernetes.Interface, api *model.API) error {
+	st, ok, err := clusterstatus.Read(ctx, cs)
+	if err != nil || !ok {
+		return err
+	}
+	for _, r := range st.Retired {
+		api.RetiredCAs = append(api.RetiredCAs, model.RetiredCA{Kind: model.CAKind(r.Kind), SPKISHA256: r.SPKISHA256})
+	}
+	return nil
 }

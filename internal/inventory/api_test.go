@@ -143,6 +143,7 @@ etcd:
 			Spec: certv1beta1.ClusterTrustBundleSpec{SignerName: "kubernetes.io/kube-apiserver-serving", TrustBundle: pemOf(clusterCA)}},
 		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: lock.Name},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, AcquireTime: &acquired, RenewTime: &renewed}},
+		configMap("kube-system", "carotate-status", map[string]string{"rotation": "r-1", "retiredCAs": "cluster aa11\nfront-proxy bb22\n"}),
 		csr("alice", certv1.KubeAPIServerClientSignerName, "kubernetes-admin", pemOf(oldCA), certv1.CertificateApproved),
 		csr("pending", certv1.KubeAPIServerClientSignerName, "bob", ""),
 		csr("approved-not-issued", certv1.KubeAPIServerClientSignerName, "bob", "", certv1.CertificateApproved),
@@ -223,7 +224,8 @@ etcd:
 			{CSR: "garbled", Signer: certv1.KubeAPIServerClientKubeletSignerName, Username: "system:node:w-1", Groups: []string{"system:authenticated"},
 				Error: "CertificateSigningRequest garbled status.certificate: holds no pem data; expected a PEM-encoded certificate (-----BEGIN ...-----)"},
 		},
-		Lock: &model.Lock{Holder: holder, Acquired: acquired.Time, RenewedAt: renewed.Time},
+		RetiredCAs: []model.RetiredCA{{Kind: model.ClusterCA, SPKISHA256: "aa11"}, {Kind: model.FrontProxyCA, SPKISHA256: "bb22"}},
+		Lock:       &model.Lock{Holder: holder, Acquired: acquired.Time, RenewedAt: renewed.Time},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("GatherAPI (-want +got):\n%s", diff)

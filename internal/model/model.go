@@ -242,6 +242,9 @@ type API struct {
 	// deletes such a CSR one to two hours after its approval, so these are
 	// the recent ones only.
 	IssuedCertificates []IssuedCertificate `json:"issuedCertificates,omitempty"`
+	// RetiredCAs are the CAs finalized rotations distrusted, as
+	// carotate's status ConfigMap lists them.
+	RetiredCAs []RetiredCA `json:"retiredCAs,omitempty"`
 	// Lock is the carotate rotation lock Lease, when held.
 	Lock *Lock `json:"lock,omitempty"`
 }
@@ -257,6 +260,13 @@ type IssuedCertificate struct {
 	Cert *Cert `json:"cert,omitempty"`
 	// Error says why status.certificate could not be parsed.
 	Error string `json:"error,omitempty"`
+}
+
+// RetiredCA is a CA a finalized rotation distrusted: its kind and the
+// SHA-256 of its public key.
+type RetiredCA struct {
+	Kind       CAKind `json:"kind"`
+	SPKISHA256 string `json:"spkiSHA256"`
 }
 
 // CABundle is a set of CA certificates held in an API object field.

@@ -9,10 +9,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,7 +24,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/carotate/carotate/internal/check"
+	"github.com/carotate/carotate/internal/clusterstatus"
 	"github.com/carotate/carotate/internal/lab"
+	"github.com/carotate/carotate/internal/model"
+	"github.com/carotate/carotate/internal/pki"
 	"github.com/carotate/carotate/internal/rotation"
 )
 
@@ -181,6 +188,70 @@ func checkFinalizeRefusesOutside(t *testing.T, r *rotator, l *lab.Lab, node stri
 	}
 	p, _ := l.NodePath(node, outsideConf)
 	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// oldCAWebhook is a ValidatingWebhookConfiguration whose caBundle is the
+// cluster CA before the rotation: whoever manages it never adds the new CA
+// nor removes the old. It matches no request (a resource nothing serves,
+// failurePolicy Ignore), so it never calls its missing service.
+const oldCAWebhook = "e2e-old-ca"
+
+// createOldCAWebhook creates oldCAWebhook with caPEM, and returns the
+// SHA-256 of that CA's public key.
+func createOldCAWebhook(t *testing.T, kubeconfig string, caPEM []byte) string {
+	t.Helper()
+	ca, err := pki.ParseCertificatePEM("ca.crt", caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignore, none, path := admissionv1.Ignore, admissionv1.SideEffectClassNone, "/validate"
+	_, err = clientFor(t, kubeconfig).AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), &admissionv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: oldCAWebhook},
+		Webhooks: []admissionv1.ValidatingWebhook{{
+			Name:                    "widgets.e2e.carotate.io",
+			ClientConfig:            admissionv1.WebhookClientConfig{CABundle: caPEM, Service: &admissionv1.ServiceReference{Namespace: "default", Name: "nowhere", Path: &path}},
+			Rules:                   []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create}, Rule: admissionv1.Rule{APIGroups: []string{"e2e.carotate.io"}, APIVersions: []string{"v1"}, Resources: []string{"widgets"}}}},
+			FailurePolicy:           &ignore,
+			SideEffects:             &none,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create ValidatingWebhookConfiguration %s: %v", oldCAWebhook, err)
+	}
+	return pki.SPKIFingerprint(ca)
+}
+
+// checkRetiredCAReported: after finalize, the status ConfigMap lists the
+// retired cluster CA and check warns about oldCAWebhook, which still
+// carries it. The webhook is deleted after, as its owner would fix it.
+func checkRetiredCAReported(t *testing.T, l *lab.Lab, r *rotator, kubeconfig, oldSPKI string) {
+	t.Run("check warns about a caBundle that still carries the retired CA", func(t *testing.T) {
+		cs := clientFor(t, kubeconfig)
+		st, ok, err := clusterstatus.Read(context.Background(), cs)
+		if err != nil || !ok {
+			t.Fatalf("ConfigMap %s/%s: found %v, %v", clusterstatus.Namespace, clusterstatus.Name, ok, err)
+		}
+		if !slices.Contains(st.Retired, clusterstatus.RetiredCA{Kind: string(model.ClusterCA), SPKISHA256: oldSPKI}) {
+			t.Errorf("the ConfigMap lists %v as retired, not the old cluster CA %s", st.Retired, oldSPKI)
+		}
+		report, _ := runCheck(t, l, exec.Command(r.bin, "check", "--output", "json", "--kubeconfig", kubeconfig), sshEnv(l, l.KnownHosts()))
+		found := false
+		for _, f := range report.Findings {
+			if f.ID == "cabundle-retired-ca" {
+				found = true
+				if !strings.HasPrefix(f.Subject, "ValidatingWebhookConfiguration "+oldCAWebhook+" ") || f.Severity != check.Warning {
+					t.Errorf("finding %+v, want a warning about %s", f, oldCAWebhook)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no cabundle-retired-ca finding; findings: %+v", report.Findings)
+		}
+	})
+	if err := clientFor(t, kubeconfig).AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), oldCAWebhook, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

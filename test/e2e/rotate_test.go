@@ -361,6 +361,12 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	// certificate through a CSR, and a copy of admin.conf.
 	janeCert, janeKey := issueOutside(t, l.Kubeconfig())
 	writeOutsideConf(t, l, cp1.Name)
+	oldCAPath, _ := l.NodePath(cp1.Name, rotation.PKIDir+"/ca.crt")
+	oldCAPEM, err := os.ReadFile(oldCAPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCASPKI := createOldCAWebhook(t, l.Kubeconfig(), oldCAPEM)
 	var outputs, logs []string
 	for _, args := range append([][]string{rotateArgs}, finalizes...) {
 		if args[0] == "finalize" {
@@ -390,10 +396,11 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	end := time.Now()
 	lb.close()
 	quorum.close()
+	newAdmin, _ := l.NodePath(cp1.Name, rotation.KubernetesDir+"/admin.conf")
+	checkRetiredCAReported(t, l, r, newAdmin, oldCASPKI)
 	checkAfterRotation(t, l, r, before, oldAdmin)
 	checkServiceAccountKeyRotated(t, l, oldToken)
 	t.Run("a client certificate issued outside carotate from the old CA is rejected", func(t *testing.T) {
-		newAdmin, _ := l.NodePath(cp1.Name, rotation.KubernetesDir+"/admin.conf")
 		if certAuthenticates(t, newAdmin, janeCert, janeKey) {
 			t.Error("the apiserver still accepts jane's certificate from the old CA after finalize")
 		}
