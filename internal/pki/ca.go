@@ -2,10 +2,14 @@ package pki
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"math/big"
 	"strings"
 	"time"
 )
@@ -385,6 +389,53 @@ func checkChain(src string, ca *CA, now time.Time) error {
 	if err != nil {
 		return newError(src, ReasonBadChain, "the ca certificate does not verify against the chain that follows it",
 			"put the CA certificate first, then its issuer, and so on up to the root", err)
+	}
+	if err := verifyThrowawayLeaf(ca, now); err != nil {
+		return newError(src, ReasonBadChain, "the chain forbids what the ca must sign: a throwaway apiserver-like leaf it signs does not verify up to the root",
+			"check the path length and name constraints above the CA: an issuer with pathlen:0 lets it sign nothing, and permitted DNS names must include kubernetes.default.svc", err)
+	}
+	return nil
+}
+
+// verifyThrowawayLeaf signs a leaf the way the CA will sign the cluster's
+// (server and client authentication, kube-apiserver's service names) with a
+// fresh key, and verifies it through the whole chain: the chain may accept
+// the CA itself and still forbid what it signs, through a path length or a
+// name constraint above it. The leaf and its key are then dropped.
+func verifyThrowawayLeaf(ca *CA, now time.Time) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return err
+	}
+	notAfter := now.Add(time.Hour)
+	if ca.Cert.NotAfter.Before(notAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "carotate chain check"},
+		NotBefore: now.Add(-time.Minute), NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key.Signer())
+	if err != nil {
+		return err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	roots, intermediates := ca.verifyPools()
+	for _, usage := range tmpl.ExtKeyUsage {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -198,6 +198,27 @@ func TestImportCA(t *testing.T) {
 		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}, root.Cert, ecKey.Public(), root.Key.Signer())
+	// A root with pathlen:0 accepts the intermediate itself, and nothing
+	// it signs; a name constraint that leaves out kubernetes.default.svc
+	// forbids the apiserver's certificate.
+	strictRootKey, constrainedKey := newKey(t, "ECDSA-P256"), newKey(t, "ECDSA-P256")
+	strictRoot := sign(t, &x509.Certificate{
+		SerialNumber: smallSerial(t), Subject: pkixCN("Strict Root"),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(20 * 365 * 24 * time.Hour),
+		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, nil, strictRootKey.Public(), strictRootKey.Signer())
+	underStrict := sign(t, &x509.Certificate{
+		SerialNumber: smallSerial(t), Subject: pkixCN("Issuing CA under a pathlen:0 root"),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(5 * 365 * 24 * time.Hour),
+		BasicConstraintsValid: true, IsCA: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, strictRoot, ecKey.Public(), strictRootKey.Signer())
+	constrained := sign(t, &x509.Certificate{
+		SerialNumber: smallSerial(t), Subject: pkixCN("Issuing CA for example.com only"),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(5 * 365 * 24 * time.Hour),
+		BasicConstraintsValid: true, IsCA: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		PermittedDNSDomainsCritical: true, PermittedDNSDomains: []string{".example.com"},
+	}, root.Cert, constrainedKey.Public(), root.Key.Signer())
 	caTemplate := func(cn string, notBefore, notAfter time.Time) *x509.Certificate {
 		return &x509.Certificate{
 			SerialNumber: smallSerial(t), Subject: pkixCN(cn), NotBefore: notBefore, NotAfter: notAfter,
@@ -239,6 +260,10 @@ func TestImportCA(t *testing.T) {
 			reason: ReasonBadChain, source: "ca.crt", fragments: []string{"not self-signed"}},
 		{name: "chain with a root that did not sign it", cert: BuildBundle(intermediate, good.Cert), key: keyPEM(t, ecKey),
 			reason: ReasonBadChain, source: "ca.crt"},
+		{name: "intermediate under a pathlen:0 root", cert: BuildBundle(underStrict, strictRoot), key: keyPEM(t, ecKey),
+			reason: ReasonBadChain, source: "ca.crt", fragments: []string{"forbids what the ca must sign", "pathlen:0"}},
+		{name: "intermediate whose name constraints leave out the apiserver", cert: BuildBundle(constrained, root.Cert), key: keyPEM(t, constrainedKey),
+			reason: ReasonBadChain, source: "ca.crt", fragments: []string{"forbids what the ca must sign", "kubernetes.default.svc"}},
 		{name: "cert and key do not match", cert: good.CertPEM(), key: keyPEM(t, otherKey),
 			reason: ReasonKeyMismatch, source: "ca.key", fragments: []string{"does not match the ca certificate in ca.crt"}},
 		{name: "leaf offered as ca", cert: leaf, key: keyPEM(t, otherKey),
