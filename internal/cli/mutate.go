@@ -43,7 +43,7 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 	var outside []rotation.OutsideCredential
 	if sel.Command == rotation.Finalize {
 		outside = s.rot.OutsideCredentials(s.cluster, o.now())
-		s.printOutside(outside, c.Output, finalizeRejects)
+		s.printOutside(outside, c.Output)
 	}
 	if err := o.confirm(sel.Command, c.Yes > 0, c.Output); err != nil {
 		return err
@@ -147,7 +147,7 @@ func (s *session) finished(res rotation.Result, output string) {
 			id, took, s.rotated(), pki.DiscoveryHash(newCA), s.rot.Store.BackupPath())
 	case rotation.SwitchDone:
 		fmt.Fprintf(out, "Rotation %s has switched to the new CAs in %s. The old CAs are still trusted by every component.\n", id, took)
-		if !s.printOutside(s.rot.OutsideCredentials(s.cluster, s.o.now()), output, stillDepend) {
+		if !s.printOutside(s.rot.OutsideCredentials(s.cluster, s.o.now()), output) {
 			fmt.Fprintf(out, "No client certificate from the old CA issued outside carotate is on record (approved CSRs of the last hour or two, kubeconfigs in /etc/kubernetes).\n")
 		}
 		fmt.Fprintf(out, "Anything else that holds a certificate from the old CA, or pins it, must be replaced too (user kubeconfigs elsewhere, older CSRs).\n")
@@ -158,33 +158,23 @@ func (s *session) finished(res rotation.Result, output string) {
 }
 
 // printOutside lists the client certificates issued outside carotate that
-// the old CA signed, saying what becomes of them. It reports whether there
-// were any.
-func (s *session) printOutside(creds []rotation.OutsideCredential, output string, fate func(plural bool) string) bool {
+// the old CA signed, which every apiserver rejects after finalize. It
+// reports whether there were any.
+func (s *session) printOutside(creds []rotation.OutsideCredential, output string) bool {
 	if len(creds) == 0 {
 		return false
 	}
 	out := s.summaryOut(output)
 	if len(creds) == 1 {
-		fmt.Fprintf(out, "1 client certificate issued outside carotate %s it once it distrusts the old CA:\n", fate(false))
+		fmt.Fprintf(out, "1 client certificate issued outside carotate still depends on the old CA; every apiserver rejects it once finalize distrusts that CA:\n")
 	} else {
-		fmt.Fprintf(out, "%d client certificates issued outside carotate %s them once it distrusts the old CA:\n", len(creds), fate(true))
+		fmt.Fprintf(out, "%d client certificates issued outside carotate still depend on the old CA; every apiserver rejects them once finalize distrusts that CA:\n", len(creds))
 	}
 	for _, c := range creds {
 		fmt.Fprintf(out, "  %s\n", c)
 	}
 	fmt.Fprintf(out, "Reissue each from the new CA (a CSR approved now is signed by it), or accept that it stops working.\n")
 	return true
-}
-
-// What becomes of the client certificates printOutside lists.
-func finalizeRejects(bool) string { return "finalize makes every apiserver reject" }
-
-func stillDepend(plural bool) string {
-	if plural {
-		return "still depend on the old CA, and finalize makes every apiserver reject"
-	}
-	return "still depends on the old CA, and finalize makes every apiserver reject"
 }
 
 // retiredCAs are the CAs a finalized rotation distrusted, by kind and

@@ -59,7 +59,7 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 			return err
 		}
 		s.outage(o.Output)
-		s.printOutside(s.rot.OutsideCredentials(s.cluster, s.o.now()), o.Output, finalizeRejects)
+		s.printOutside(s.rot.OutsideCredentials(s.cluster, s.o.now()), o.Output)
 		s.notRotated(o.Output)
 		return nil
 	})

@@ -148,7 +148,7 @@ func TestFinishedSummaryOut(t *testing.T) {
 			if !strings.Contains(want.String(), "run: carotate finalize") || other.Len() != 0 {
 				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 			}
-			if !strings.Contains(want.String(), "1 client certificate issued outside carotate still depends on the old CA, and finalize makes every apiserver reject it once it distrusts the old CA:\n  CertificateSigningRequest jane: CN=jane,O=ops, expires ") {
+			if !strings.Contains(want.String(), "1 client certificate issued outside carotate still depends on the old CA; every apiserver rejects it once finalize distrusts that CA:\n  CertificateSigningRequest jane: CN=jane,O=ops, expires ") {
 				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 			}
 		})

@@ -167,7 +167,7 @@ func checkFinalizeRefusesOutside(t *testing.T, r *rotator, l *lab.Lab, node stri
 		t.Logf("what the refused finalize listed:\n%s%s", res.stdout[max(0, strings.LastIndex(res.stdout[:i], "\n")+1):], tail(res.stderr, 400))
 	}
 	for _, want := range []string{
-		"2 client certificates issued outside carotate finalize makes every apiserver reject them once it distrusts the old CA:",
+		"2 client certificates issued outside carotate still depend on the old CA; every apiserver rejects them once finalize distrusts that CA:",
 		"  CertificateSigningRequest " + outsideCSR + ": CN=jane,O=ops, expires ",
 		", signer kubernetes.io/kube-apiserver-client, requested by kubernetes-admin",
 		"  " + node + ":" + outsideConf + ": ",

@@ -385,9 +385,9 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		if args[0] == "finalize" && !strings.Contains(res.stdout, "no pod uses a token signed by the old key") {
 			t.Errorf("finalize did not pass the old-token gate:\n%s", progressOnly(res.stdout))
 		}
-		want := "1 client certificate issued outside carotate finalize makes every apiserver reject it once it distrusts the old CA:\n  CertificateSigningRequest " + outsideCSR + ": "
+		want := "1 client certificate issued outside carotate still depends on the old CA; every apiserver rejects it once finalize distrusts that CA:\n  CertificateSigningRequest " + outsideCSR + ": "
 		if args[0] == "rotate" {
-			want = "2 client certificates issued outside carotate still depend on the old CA, and finalize makes every apiserver reject them once it distrusts the old CA:\n  CertificateSigningRequest " + outsideCSR + ": "
+			want = "2 client certificates issued outside carotate still depend on the old CA; every apiserver rejects them once finalize distrusts that CA:\n  CertificateSigningRequest " + outsideCSR + ": "
 		}
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("%s does not list the credentials from the old CA issued outside carotate (%q):\n%s", args[0], want, tail(res.stdout, 3000))
