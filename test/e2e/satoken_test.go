@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/carotate/carotate/internal/lab"
@@ -38,12 +39,22 @@ func createToken(t *testing.T, kubeconfig string) string {
 // allowed to do (403) is true.
 func tokenAuthenticates(t *testing.T, kubeconfig, token string) bool {
 	t.Helper()
+	return authenticates(t, kubeconfig, "a token", func(cfg *rest.Config) { cfg.BearerToken = token })
+}
+
+// authenticates reports whether the apiserver behind kubeconfig
+// authenticates the credential as sets it, in place of the kubeconfig's
+// client certificate: a 401 is false; anything the user is merely not
+// allowed to do (403) is true.
+func authenticates(t *testing.T, kubeconfig, what string, as func(*rest.Config)) bool {
+	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.CertData, cfg.KeyData, cfg.CertFile, cfg.KeyFile = nil, nil, "", ""
-	cfg.BearerToken, cfg.Timeout = token, 10*time.Second
+	cfg.Timeout = 10 * time.Second
+	as(cfg)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +66,7 @@ func tokenAuthenticates(t *testing.T, kubeconfig, token string) bool {
 	case apierrors.IsUnauthorized(err):
 		return false
 	}
-	t.Fatalf("list service accounts with a token: %v", err)
+	t.Fatalf("list service accounts with %s: %v", what, err)
 	return false
 }
 
