@@ -75,12 +75,13 @@ func (s *session) status(ctx context.Context, output string) error {
 		return err
 	}
 	jc, jerr := s.dir.ReadJournal()
+	outside := s.rot.OutsideCredentials(s.cluster, s.o.now())
 	if structured(output) {
 		st := newRotationStatus(rec.RotationID, rec.StartedAt, s.lc.State(), s.lc.Roots(), obs)
 		if jerr == nil {
 			st.addJournal(jc)
 		}
-		st.Cluster = inCluster
+		st.Cluster, st.OutsideCredentials = inCluster, outside
 		return writeDocument(out, output, st)
 	}
 	fmt.Fprintf(out, "Rotation %s, started %s; record says: %s\n", rec.RotationID, rec.StartedAt.Format(time.RFC3339), s.lc.State())
@@ -88,6 +89,7 @@ func (s *session) status(ctx context.Context, output string) error {
 	if jerr == nil {
 		writeJournal(out, jc)
 	}
+	s.printOutside(outside, output)
 	writeClusterStatus(out, inCluster)
 	return nil
 }
@@ -158,6 +160,9 @@ type RotationStatus struct {
 	// Cluster is what the cluster's status ConfigMap says, from whichever
 	// machine ran carotate last.
 	Cluster *ClusterStatus `json:"cluster,omitempty"`
+	// OutsideCredentials are the client certificates issued outside
+	// carotate that the old cluster CA signed: finalize locks them out.
+	OutsideCredentials []rotation.OutsideCredential `json:"outsideCredentials,omitempty"`
 }
 
 // NodeStatus is one node's observed stage.
