@@ -179,12 +179,32 @@ func (m *Material) reissueServerLeaf(n *Node, a *Artefact, now time.Time) error 
 	if err != nil {
 		return err
 	}
-	leaf, err := pki.Reissue(old, m.New[a.Roots[0]], pki.ReissueOptions{Now: now, Source: n.Name + ":" + crt, Key: k})
+	ca := m.New[a.Roots[0]]
+	leaf, err := pki.Reissue(old, ca, pki.ReissueOptions{Now: now, Source: n.Name + ":" + crt, Key: k})
 	if err != nil {
 		return err
 	}
-	m.Leaves[fileKey{n.Name, crt}] = Leaf{Cert: leaf.CertPEM()}
+	certPEM := leaf.CertPEM()
+	if servesChain[a.Path] {
+		certPEM = append(certPEM, intermediates(ca)...)
+	}
+	m.Leaves[fileKey{n.Name, crt}] = Leaf{Cert: certPEM}
 	return nil
+}
+
+// servesChain are the leaves kube-apiserver presents to clients that may
+// trust only an imported intermediate's root: its serving certificate, and
+// its client certificate to aggregated API servers.
+var servesChain = map[string]bool{PKIDir + "/apiserver.crt": true, PKIDir + "/front-proxy-client.crt": true}
+
+// intermediates is what a leaf of ca carries after itself so that a client
+// trusting the root can build the path: ca and its chain without the root,
+// PEM. A self-signed CA needs nothing.
+func intermediates(ca *pki.CA) []byte {
+	if len(ca.Chain) == 0 {
+		return nil
+	}
+	return pki.BuildBundle(append([]*x509.Certificate{ca.Cert}, ca.Chain[:len(ca.Chain)-1]...)...)
 }
 
 // reissueKubeconfigClient reissues a kubeconfig's embedded client

@@ -351,3 +351,53 @@ func TestPhasesValidate(t *testing.T) {
 		t.Errorf("phases %s", got)
 	}
 }
+
+// TestServedLeavesCarryTheIntermediate: with an imported intermediate as
+// the new cluster CA, apiserver.crt (and front-proxy-client.crt with an
+// intermediate front-proxy CA) hold the leaf, then the intermediate, so a
+// client that trusts only the root verifies them; the other leaves hold
+// the leaf alone, and a self-signed CA adds nothing.
+func TestServedLeavesCarryTheIntermediate(t *testing.T) {
+	m, nodes := fixture(t)
+	root := newCA(t, "offline-root")
+	k, err := pki.SystemKeyGenerator{}.GenerateKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "kubernetes-issuing"},
+		NotBefore: testNow.Add(-time.Hour), NotAfter: testNow.Add(5 * 365 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}, root.Cert, k.Public(), root.Key.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.New[model.ClusterCA] = &pki.CA{Cert: inter, Key: k, Chain: []*x509.Certificate{root.Cert}}
+	if err := m.ReissueLeaves(nodes, testNow); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	for _, tt := range []struct {
+		path  string
+		certs int
+	}{{PKIDir + "/apiserver.crt", 2}, {PKIDir + "/apiserver-kubelet-client.crt", 1}, {PKIDir + "/front-proxy-client.crt", 1}} {
+		certs := certsAt(t, m, nodes[0], tt.path, Finalized)
+		if len(certs) != tt.certs {
+			t.Errorf("%s holds %d certificates, want %d", tt.path, len(certs), tt.certs)
+			continue
+		}
+		if tt.certs == 2 {
+			if !certs[1].Equal(inter) {
+				t.Errorf("%s: the second certificate is %s, want the intermediate", tt.path, certs[1].Subject)
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(certs[1])
+			if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: pool, CurrentTime: testNow, DNSName: "kubernetes", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				t.Errorf("%s does not verify with the root alone: %v", tt.path, err)
+			}
+		}
+	}
+}

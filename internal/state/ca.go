@@ -89,7 +89,9 @@ func (d *Dir) SaveCAs(set CASet, key backup.Key, cas map[model.CAKind]*pki.CA) e
 			return fmt.Errorf("save %s %s ca key: %w", set, kind, err)
 		}
 		c.Files = append(c.Files,
-			backup.File{Node: string(set) + "-ca", Path: string(kind) + ".crt", Mode: 0o644, Content: ca.CertPEM()},
+			// The certificate, then an imported intermediate's chain up to
+			// its root, so that a resumed run has the chain too.
+			backup.File{Node: string(set) + "-ca", Path: string(kind) + ".crt", Mode: 0o644, Content: ca.ChainPEM()},
 			backup.File{Node: string(set) + "-ca", Path: string(kind) + ".key", Mode: FileMode, Content: keyPEM})
 	}
 	if err := backup.Write(d.Join(set.File()), key, c); err != nil {
@@ -158,10 +160,11 @@ func (d *Dir) LoadCAs(set CASet, key backup.Key) (map[model.CAKind]*pki.CA, erro
 		if !ok {
 			return nil, fmt.Errorf("load the %s cas: %s holds the %s certificate without its key", set, path, kind)
 		}
-		cert, err := pki.ParseCertificatePEM(src+".crt", certPEM)
+		chain, err := pki.ParseCertificatesPEM(src+".crt", certPEM)
 		if err != nil {
 			return nil, fmt.Errorf("load the %s cas: %w", set, err)
 		}
+		cert := chain[0]
 		k, err := pki.ParsePrivateKeyPEM(src+".key", keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("load the %s cas: %w", set, err)
@@ -171,14 +174,14 @@ func (d *Dir) LoadCAs(set CASet, key backup.Key) (map[model.CAKind]*pki.CA, erro
 		}
 		if set == NewCAs {
 			readable, err := os.ReadFile(d.Join(certFile(kind)))
-			if err == nil && !bytes.Equal(readable, certPEM) {
+			if err == nil && !bytes.Equal(readable, pki.EncodeCertificatePEM(cert)) {
 				return nil, fmt.Errorf("load the new %s ca: %s is not the certificate sealed in %s; the state directory was changed by hand", kind, d.Join(certFile(kind)), path)
 			}
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("load the new %s ca: %w", kind, err)
 			}
 		}
-		out[kind] = &pki.CA{Cert: cert, Key: k}
+		out[kind] = &pki.CA{Cert: cert, Key: k, Chain: chain[1:]}
 	}
 	for kind := range keys {
 		if _, ok := certs[kind]; !ok {

@@ -1,9 +1,13 @@
 package state
 
 import (
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
@@ -638,5 +642,46 @@ func TestOpenIfExistsCreatesNothing(t *testing.T) {
 	}
 	if _, err := OpenIfExists(root, "../x"); err == nil {
 		t.Error("OpenIfExists accepted a cluster id that is a path")
+	}
+}
+
+// TestSaveAndLoadCAsKeepsTheChain: an imported intermediate comes back
+// with its chain, so that a resumed run has it too.
+func TestSaveAndLoadCAsKeepsTheChain(t *testing.T) {
+	withUmask(t)
+	d, err := Open(rootDir(t), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	root := newCA(t)
+	k, err := pki.SystemKeyGenerator{}.GenerateKey(pki.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "issuing ca"},
+		NotBefore: now, NotAfter: now.Add(5 * 365 * 24 * time.Hour), BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}, root.Cert, k.Public(), root.Key.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter := &pki.CA{Cert: cert, Key: k, Chain: []*x509.Certificate{root.Cert}}
+	key := newKey(t)
+	if err := d.SaveCAs(NewCAs, key, map[model.CAKind]*pki.CA{model.ClusterCA: inter}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.LoadNewCA(model.ClusterCA, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Cert.Equal(inter.Cert) || len(got.Chain) != 1 || !got.Chain[0].Equal(root.Cert) {
+		t.Errorf("LoadNewCA = %s with a chain of %d, want the intermediate and its root", got.Cert.Subject, len(got.Chain))
+	}
+	if readable, _ := os.ReadFile(d.Join(CADir, "cluster.crt")); string(readable) != string(inter.CertPEM()) {
+		t.Error("ca/cluster.crt is not the intermediate's certificate alone")
 	}
 }

@@ -322,7 +322,10 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	// The 3+1 rotation rotates every root: the two CAs, the
 	// service-account key (satoken_test.go) and the etcd CA (etcd_test.go);
 	// the 1+2 one rotates the default roots.
-	rotateArgs := []string{"rotate", "--yes", "--roots=all"}
+	// The new cluster CA is an intermediate whose root stays offline:
+	// after switch every apiserver must serve leaf + intermediate.
+	chainPath, issuingKey, rootPath := offlineRootCA(t)
+	rotateArgs := []string{"rotate", "--yes", "--roots=all", "--ca-cert", chainPath, "--ca-key", issuingKey}
 	finalizes := [][]string{{"finalize", "--yes", "--restart-old-token-pods"}}
 	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1-all", "--roots=all") })
 	cp1 := l.ControlPlaneNodes()[0]
@@ -392,7 +395,11 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("%s does not list the credentials from the old CA issued outside carotate (%q):\n%s", args[0], want, tail(res.stdout, 3000))
 		}
+		if args[0] == "rotate" {
+			checkServedToRoot(t, l, rootPath, "after switch")
+		}
 	}
+	checkServedToRoot(t, l, rootPath, "after finalize")
 	end := time.Now()
 	lb.close()
 	quorum.close()
