@@ -137,6 +137,10 @@ type flipAt struct {
 	name string
 	at   func(orig []byte) int
 	want error
+	// or is another answer that is as right: a flipped base64 character
+	// of an age stanza may still decode (another key's share) or not
+	// (a damaged header), depending on the character.
+	or error
 }
 
 func checkTamper(t *testing.T, key Key, flips []flipAt) {
@@ -158,7 +162,7 @@ func checkTamper(t *testing.T, key Key, flips []flipAt) {
 				t.Fatal(err)
 			}
 			_, err := Read(path, key)
-			if !errors.Is(err, tc.want) {
+			if !errors.Is(err, tc.want) && (tc.or == nil || !errors.Is(err, tc.or)) {
 				t.Errorf("Read = %v, want %v", err, tc.want)
 			}
 			errs = append(errs, err)
@@ -196,8 +200,8 @@ func checkTamper(t *testing.T, key Key, flips []flipAt) {
 }
 
 // TestTamperAndWrongKey: an age backup. age names no recipient, so a
-// damaged X25519 stanza reads as another key's; every other change is
-// damage.
+// damaged X25519 stanza reads as another key's, or as damage when the
+// flipped character no longer decodes; every other change is damage.
 func TestTamperAndWrongKey(t *testing.T) {
 	line := func(n int) func([]byte) int {
 		return func(b []byte) int {
@@ -210,11 +214,11 @@ func TestTamperAndWrongKey(t *testing.T) {
 	}
 	macAt := func(b []byte) int { return bytes.Index(b, []byte("\n--- ")) + 6 }
 	checkTamper(t, newKey(t, privateDir(t)), []flipAt{
-		{"magic", func([]byte) int { return 0 }, ErrFormat},
-		{"X25519 stanza", line(1), ErrWrongKey},
-		{"header MAC", macAt, ErrAuthentication},
-		{"payload", func(b []byte) int { return bytes.Index(b, []byte("\n--- ")) + 60 }, ErrAuthentication},
-		{"last chunk", func(b []byte) int { return len(b) - 1 }, ErrAuthentication},
+		{"magic", func([]byte) int { return 0 }, ErrFormat, nil},
+		{"X25519 stanza", line(1), ErrWrongKey, ErrAuthentication},
+		{"header MAC", macAt, ErrAuthentication, nil},
+		{"payload", func(b []byte) int { return bytes.Index(b, []byte("\n--- ")) + 60 }, ErrAuthentication, nil},
+		{"last chunk", func(b []byte) int { return len(b) - 1 }, ErrAuthentication, nil},
 	})
 }
 
@@ -224,12 +228,12 @@ func TestTamperAndWrongKeyRaw(t *testing.T) {
 	hdr := len(magic)
 	at := func(n int) func([]byte) int { return func([]byte) int { return n } }
 	checkTamper(t, rawKey(t), []flipAt{
-		{"magic", at(0), ErrFormat},
-		{"key id", at(hdr), ErrWrongKey},
-		{"salt", at(hdr + idSize), ErrAuthentication},
-		{"nonce", at(hdr + idSize + saltSize), ErrAuthentication},
-		{"ciphertext", at(hdr + idSize + saltSize + 12 + 5), ErrAuthentication},
-		{"tag", func(b []byte) int { return len(b) - 1 }, ErrAuthentication},
+		{"magic", at(0), ErrFormat, nil},
+		{"key id", at(hdr), ErrWrongKey, nil},
+		{"salt", at(hdr + idSize), ErrAuthentication, nil},
+		{"nonce", at(hdr + idSize + saltSize), ErrAuthentication, nil},
+		{"ciphertext", at(hdr + idSize + saltSize + 12 + 5), ErrAuthentication, nil},
+		{"tag", func(b []byte) int { return len(b) - 1 }, ErrAuthentication, nil},
 	})
 }
 
