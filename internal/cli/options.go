@@ -16,6 +16,7 @@ import (
 	"github.com/carotate/carotate/internal/clusterstatus"
 	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/rotation"
+	"github.com/carotate/carotate/internal/workload"
 )
 
 // Defaults of the flags that say how to drive the nodes.
@@ -116,6 +117,8 @@ type rotationSettings struct {
 	// restartOldTokenPods lets finalize restart the pods whose tokens the
 	// old service-account key signed.
 	restartOldTokenPods bool
+	// workloadConcurrency: how many workloads of a tier restart at once.
+	workloadConcurrency int
 }
 
 func defaultSettings() rotationSettings {
@@ -174,12 +177,14 @@ type ChangeFlags struct {
 	ForceUnlock           string
 	Output                string
 	Parallelism           int
+	WorkloadConcurrency   int
 	AllowUnready          []string
 	KubeletRestartCommand string
 }
 
 func newChangeFlags() ChangeFlags {
-	return ChangeFlags{Output: OutputText, Parallelism: defaultParallelism, KubeletRestartCommand: defaultKubeletRestart}
+	return ChangeFlags{Output: OutputText, Parallelism: defaultParallelism, WorkloadConcurrency: workload.DefaultConcurrency,
+		KubeletRestartCommand: defaultKubeletRestart}
 }
 
 // AddFlags registers the flags of a command that changes the cluster.
@@ -188,6 +193,7 @@ func (c *ChangeFlags) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.ForceUnlock, "force-unlock", c.ForceUnlock, "delete the rotation lock held by this holder (as the refusal names it) first; only once you made sure that process is gone")
 	addOutputFlag(f, &c.Output)
 	f.IntVar(&c.Parallelism, "parallelism", c.Parallelism, "how many worker nodes to change at once (control-plane nodes are always one at a time)")
+	f.IntVar(&c.WorkloadConcurrency, "workload-concurrency", c.WorkloadConcurrency, "how many workloads to restart at once within a tier (kube-proxy and CNI, then DNS, then the rest), and how many bare pods to evict at once; each controller's maxUnavailable and maxSurge still hold")
 	addAllowUnreadyFlag(f, &c.AllowUnready)
 	f.StringVar(&c.KubeletRestartCommand, "kubelet-restart-command", c.KubeletRestartCommand, "command that restarts the kubelet on a node")
 }
@@ -198,6 +204,9 @@ func (c *ChangeFlags) validate(o *rotationOptions, own ...error) error {
 	errs := append([]error{validateOutput(c.Output)}, own...)
 	if c.Parallelism < 1 {
 		errs = append(errs, fmt.Errorf("--parallelism must be at least 1, got %d", c.Parallelism))
+	}
+	if c.WorkloadConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("--workload-concurrency must be at least 1, got %d", c.WorkloadConcurrency))
 	}
 	errs = append(errs, o.NodeFlags.Validate())
 	if _, err := splitCommand("kubelet-restart-command", c.KubeletRestartCommand); err != nil {
@@ -210,6 +219,7 @@ func (c *ChangeFlags) validate(o *rotationOptions, own ...error) error {
 func (c *ChangeFlags) settings() rotationSettings {
 	s := defaultSettings()
 	s.allowUnready, s.kubeletRestart = c.AllowUnready, c.KubeletRestartCommand
+	s.workloadConcurrency = c.WorkloadConcurrency
 	return s
 }
 

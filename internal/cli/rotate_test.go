@@ -37,6 +37,7 @@ func TestRotationCommandsRefuseBadFlags(t *testing.T) {
 		{"until nonsense", []string{"rotate", "--until", "later"}, `--until "later"`},
 		{"output", []string{"plan", "-o", "xml"}, `--output "xml" is not one of text, json or yaml`},
 		{"parallelism", []string{"finalize", "--parallelism", "0"}, "--parallelism must be at least 1"},
+		{"workload concurrency", []string{"rotate", "--workload-concurrency", "0"}, "--workload-concurrency must be at least 1, got 0"},
 		{"ssh port", []string{"rollback", "--ssh-port", "70000"}, "--ssh-port 70000 is out of range"},
 		{"relative state dir", []string{"status", "--state-dir", "state"}, `--state-dir "state" must be an absolute path`},
 		{"empty kubelet restart", []string{"rotate", "--kubelet-restart-command", " "}, `--kubelet-restart-command " ": it is empty`},

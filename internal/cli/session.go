@@ -181,7 +181,7 @@ func (s *session) openCluster(ctx context.Context) error {
 	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Endpoints: endpoints,
 		KubeletRestart: kubeletRestart, KubeletLog: kubeletLog,
 		ReloadWait: s.set.reloadWait, FinalizeStarted: rec.FinalizeStartedAt, Clock: o.now, Log: o.logger,
-		RestartOldTokenPods: s.set.restartOldTokenPods}
+		RestartOldTokenPods: s.set.restartOldTokenPods, WorkloadConcurrency: s.set.workloadConcurrency}
 	return nil
 }
 

@@ -143,6 +143,9 @@ type Rotation struct {
 	// RestartOldTokenPods lets finalize restart the pods whose tokens the
 	// old service-account key signed, instead of refusing.
 	RestartOldTokenPods bool
+	// WorkloadConcurrency bounds how many workloads of a tier restart at
+	// once; workload.DefaultConcurrency when zero.
+	WorkloadConcurrency int
 	// FinalizeStarted is when finalize first began (zero before): a
 	// rollback restarts the pods started since, which may trust only the
 	// new CA.

@@ -278,5 +278,6 @@ func (r *Rotation) restartTokenPods(ctx context.Context, users []satoken.PodUse,
 		pods[types.UID(u.PodUID)] = true
 	}
 	return workload.Restart(ctx, r.Client, workload.Options{Annotation: r.M.RotationID + "/" + which + "-tokens", Pods: pods,
-		Reason: "token signed by the " + which + " service-account key", RolloutTimeout: r.timeouts().Rollout})
+		Reason: "token signed by the " + which + " service-account key", RolloutTimeout: r.timeouts().Rollout,
+		Concurrency: r.WorkloadConcurrency})
 }

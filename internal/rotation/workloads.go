@@ -24,6 +24,7 @@ func (r *Rotation) workloadOptions(ctx context.Context) (workload.Options, error
 		Annotation:     r.M.RotationID + "/" + PhaseTrust,
 		Since:          func(ns string) time.Time { return times[ns] },
 		RolloutTimeout: r.timeouts().Rollout,
+		Concurrency:    r.WorkloadConcurrency,
 		Progress: func(msg string) {
 			if r.Log != nil {
 				r.Log.Info(msg)

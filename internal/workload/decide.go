@@ -49,6 +49,11 @@ type Workload struct {
 	Pods int
 	// Reason says why it is restarted, or why not.
 	Reason string
+	// Tier orders the restarts: TierNetwork (kube-proxy and CNI
+	// DaemonSets), then TierDNS (CoreDNS), then TierRest. Workloads of one
+	// tier restart side by side; the next tier starts when every rollout
+	// of this one is complete.
+	Tier int
 }
 
 // String reads like "DaemonSet kube-system/kube-proxy".
@@ -57,7 +62,8 @@ func (w Workload) String() string {
 }
 
 // Plan is what Apply does, in order: wait for the rollouts in AlreadyDone,
-// restart Restart one at a time waiting for each rollout, then evict Evict.
+// restart Restart tier by tier, waiting for every rollout of a tier, then
+// evict Evict.
 type Plan struct {
 	// Restart are the workloads whose pod template gets
 	// RestartedAtAnnotation: kube-proxy and CNI DaemonSets first, then
@@ -153,10 +159,13 @@ func Decide(f Facts, opts Options) Plan {
 	}
 
 	byRolloutOrder := func(ws []Workload) {
+		for i := range ws {
+			ws[i].Tier = ix.tier(ws[i])
+		}
 		sort.Slice(ws, func(i, j int) bool {
 			a, b := ws[i], ws[j]
-			if sa, sb := ix.stage(a), ix.stage(b); sa != sb {
-				return sa < sb
+			if a.Tier != b.Tier {
+				return a.Tier < b.Tier
 			}
 			return lessByName(a, b)
 		})
@@ -416,37 +425,38 @@ func (ix index) blocker(o owner) string {
 	return ""
 }
 
-// Rollout stages: the network first, since every other pod's traffic goes
-// through kube-proxy and the CNI plugin, then cluster DNS, then the rest.
+// Rollout tiers, in Workload.Tier: the network first, since every other
+// pod's traffic goes through kube-proxy and the CNI plugin, then cluster
+// DNS, then the rest.
 const (
-	stageNetwork = iota
-	stageDNS
-	stageRest
+	TierNetwork = iota
+	TierDNS
+	TierRest
 )
 
-func (ix index) stage(w Workload) int {
+func (ix index) tier(w Workload) int {
 	k := nsName{w.Namespace, w.Name}
 	switch w.Kind {
 	case kindDaemonSet:
 		ds := ix.daemonSets[k]
 		if ds == nil {
-			return stageRest
+			return TierRest
 		}
 		if ds.Namespace == metav1.NamespaceSystem && ds.Labels["k8s-app"] == "kube-proxy" {
-			return stageNetwork
+			return TierNetwork
 		}
 		for _, cni := range cniNames {
 			if strings.Contains(ds.Name, cni) {
-				return stageNetwork
+				return TierNetwork
 			}
 		}
 	case kindDeployment:
 		d := ix.deployments[k]
 		if d != nil && d.Namespace == metav1.NamespaceSystem && d.Labels["k8s-app"] == "kube-dns" {
-			return stageDNS
+			return TierDNS
 		}
 	}
-	return stageRest
+	return TierRest
 }
 
 func lessByName(a, b Workload) bool {

@@ -16,7 +16,7 @@ func wl(kind, ns, name string, pods int) Workload {
 	return Workload{Kind: kind, Namespace: ns, Name: name, Pods: pods}
 }
 
-var ignoreReason = cmpopts.IgnoreFields(Workload{}, "Reason")
+var ignoreReason = cmpopts.IgnoreFields(Workload{}, "Reason", "Tier")
 
 func TestDecide(t *testing.T) {
 	const annotation = "rot-1/trust"

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	policyv1 "k8s.io/api/policy/v1"
@@ -21,6 +23,8 @@ import (
 const (
 	DefaultRolloutTimeout = 5 * time.Minute
 	DefaultEvictTimeout   = 5 * time.Minute
+	// DefaultConcurrency is how many workloads of a tier restart at once.
+	DefaultConcurrency = 10
 )
 
 const (
@@ -72,8 +76,12 @@ type Options struct {
 	// EvictTimeout bounds the retries of an eviction that
 	// PodDisruptionBudgets refuse; DefaultEvictTimeout when zero.
 	EvictTimeout time.Duration
+	// Concurrency bounds how many workloads of one tier restart, and how
+	// many bare pods are evicted, at once; DefaultConcurrency when zero.
+	Concurrency int
 	// Progress receives one line per thing done, e.g.
-	// "DaemonSet kube-system/kube-proxy: rolled out (3.2s)"; nil discards.
+	// "DaemonSet kube-system/kube-proxy: rolled out (3.2s)", from one
+	// goroutine at a time; nil discards.
 	Progress func(msg string)
 
 	// pollInterval is how often a rollout or a pod's removal is checked,
@@ -89,6 +97,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("workload options: the restart annotation value must be one line of at most %d bytes: pass an id such as \"<rotation-id>/trust\"", maxAnnotationLen)
 	case o.Since == nil && o.Pods == nil:
 		return errors.New("workload options: Since is nil: build it from RootCAUpdateTimes")
+	case o.Concurrency < 0:
+		return fmt.Errorf("workload options: the concurrency must be at least 1 (or 0 for %d), got %d", DefaultConcurrency, o.Concurrency)
 	}
 	return nil
 }
@@ -100,8 +110,19 @@ func (o Options) withDefaults() Options {
 	if o.EvictTimeout <= 0 {
 		o.EvictTimeout = DefaultEvictTimeout
 	}
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultConcurrency
+	}
 	if o.pollInterval <= 0 {
 		o.pollInterval = time.Second
+	}
+	if p := o.Progress; p != nil {
+		var mu sync.Mutex
+		o.Progress = func(msg string) {
+			mu.Lock()
+			defer mu.Unlock()
+			p(msg)
+		}
 	}
 	return o
 }
@@ -117,7 +138,7 @@ type Result struct {
 	Restarted   int
 	Evicted     int
 	AlreadyDone int
-	// Workloads are those restarted or evicted, in the order it happened.
+	// Workloads are those restarted or evicted, in the plan's order.
 	Workloads []Workload
 	// Skipped are the plan's Skip: owners of stale pods left alone.
 	Skipped []Workload
@@ -179,69 +200,173 @@ func Restart(ctx context.Context, cs kubernetes.Interface, opts Options) (Result
 	return Apply(ctx, cs, plan, opts)
 }
 
-// Apply carries out plan, one workload at a time, and stops at the first
-// failure:
+// Apply carries out plan, tier by tier, up to Options.Concurrency
+// workloads at once within a tier:
 //
 //  1. wait for the rollout of every workload in AlreadyDone (a previous run
 //     patched it and may have stopped before its rollout completed);
-//  2. for each workload in Restart, in order (kube-proxy and CNI, then
-//     CoreDNS, then the rest): set RestartedAtAnnotation on its pod
-//     template with a strategic-merge patch, as kubectl rollout restart
-//     does, and wait until its rollout completes;
-//  3. for each bare pod in Evict: evict it through the Eviction API,
-//     retrying while a PodDisruptionBudget refuses, and wait until it is
-//     gone. A pod already gone, or replaced by a newer one of the same name,
-//     is left alone.
+//  2. for each tier of Restart (kube-proxy and CNI, then CoreDNS, then the
+//     rest): set RestartedAtAnnotation on each workload's pod template with
+//     a strategic-merge patch, as kubectl rollout restart does, and wait
+//     until its rollout completes; the next tier starts when the whole tier
+//     has rolled out. Each controller's own maxUnavailable and maxSurge
+//     bound how many of a workload's pods are down at once;
+//  3. evict the bare pods in Evict through the Eviction API, side by side,
+//     each retried while a PodDisruptionBudget refuses, and wait until each
+//     is gone. A pod already gone, or replaced by a newer one of the same
+//     name, is left alone.
+//
+// Rollouts are seen through one watch per kind for the whole cluster, not
+// by polling each workload. After the first failure Apply starts nothing
+// new, lets what it started finish, and returns every failure.
 func Apply(ctx context.Context, cs kubernetes.Interface, plan Plan, opts Options) (Result, error) {
 	if err := opts.validate(); err != nil {
 		return Result{}, err
 	}
-	a := applier{cs: cs, opts: opts.withDefaults()}
+	a := &applier{cs: cs, opts: opts.withDefaults()}
 	res := Result{Skipped: plan.Skip}
-	for _, w := range plan.AlreadyDone {
+	if len(plan.AlreadyDone)+len(plan.Restart) > 0 {
+		w, stop := watchRollouts(ctx, cs, kindsOf(plan.AlreadyDone, plan.Restart))
+		defer stop()
+		a.watch = w
+	}
+
+	done, err := a.each(ctx, plan.AlreadyDone, func(ctx context.Context, w Workload) (bool, error) {
 		start := time.Now()
-		if err := a.waitRollout(ctx, w); err != nil {
-			return res, err
+		if err := a.waitRollout(ctx, w, 0); err != nil {
+			return false, err
 		}
-		res.AlreadyDone++
 		a.opts.progress("%s: already restarted, rolled out (%s)", w, elapsed(start))
+		return true, nil
+	})
+	res.AlreadyDone = count(done)
+	if err != nil {
+		return res, err
 	}
-	for _, w := range plan.Restart {
-		start := time.Now()
-		a.opts.progress("%s: restarting (%d stale %s)", w, w.Pods, plural(w.Pods, "pod", "pods"))
-		restarted, err := a.restart(ctx, w)
+
+	for _, tier := range tiers(plan.Restart) {
+		if len(tier) > 1 {
+			a.opts.progress("%s: restarting %d workloads, up to %d at once", tierName(tier[0].Tier), len(tier), a.opts.Concurrency)
+		}
+		restarted, err := a.each(ctx, tier, a.restartAndWait)
+		res.add(tier, restarted)
+		res.Restarted += count(restarted)
 		if err != nil {
 			return res, err
 		}
-		if !restarted {
-			a.opts.progress("%s: gone, nothing to restart", w)
-			continue
-		}
-		if err := a.waitRollout(ctx, w); err != nil {
-			return res, err
-		}
-		res.Restarted++
-		res.Workloads = append(res.Workloads, w)
-		a.opts.progress("%s: rolled out (%s)", w, elapsed(start))
 	}
-	for _, w := range plan.Evict {
-		start := time.Now()
-		evicted, err := a.evict(ctx, w)
-		if err != nil {
-			return res, err
-		}
-		if evicted {
-			res.Evicted++
-			res.Workloads = append(res.Workloads, w)
-			a.opts.progress("%s: evicted (%s)", w, elapsed(start))
+
+	evicted, err := a.each(ctx, plan.Evict, a.evict)
+	res.add(plan.Evict, evicted)
+	res.Evicted = count(evicted)
+	return res, err
+}
+
+// restartAndWait patches w and waits for its rollout; false when w no
+// longer exists.
+func (a *applier) restartAndWait(ctx context.Context, w Workload) (bool, error) {
+	start := time.Now()
+	a.opts.progress("%s: restarting (%d stale %s)", w, w.Pods, plural(w.Pods, "pod", "pods"))
+	generation, restarted, err := a.restart(ctx, w)
+	if err != nil {
+		return false, err
+	}
+	if !restarted {
+		a.opts.progress("%s: gone, nothing to restart", w)
+		return false, nil
+	}
+	if err := a.waitRollout(ctx, w, generation); err != nil {
+		return false, err
+	}
+	a.opts.progress("%s: rolled out (%s)", w, elapsed(start))
+	return true, nil
+}
+
+// add appends to r.Workloads those of ws that ok says were done, in the
+// order of ws.
+func (r *Result) add(ws []Workload, ok []bool) {
+	for i, w := range ws {
+		if ok[i] {
+			r.Workloads = append(r.Workloads, w)
 		}
 	}
-	return res, nil
+}
+
+// each calls do for every workload of ws, in their order, up to
+// Concurrency at once. After the first failure it starts no more, waits
+// for those running, and returns every failure, in the order of ws. ok[i]
+// is what do returned for ws[i].
+func (a *applier) each(ctx context.Context, ws []Workload, do func(context.Context, Workload) (bool, error)) (ok []bool, err error) {
+	ok = make([]bool, len(ws))
+	errs := make([]error, len(ws))
+	var failed atomic.Bool
+	var running sync.WaitGroup
+	slots := make(chan struct{}, a.opts.Concurrency)
+	for i, w := range ws {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil || failed.Load() {
+			break
+		}
+		running.Go(func() {
+			defer func() { <-slots }()
+			ok[i], errs[i] = do(ctx, w)
+			if errs[i] != nil {
+				failed.Store(true)
+			}
+		})
+	}
+	running.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return ok, err
+	}
+	if count(ok) < len(ws) && ctx.Err() != nil {
+		return ok, context.Cause(ctx)
+	}
+	return ok, nil
+}
+
+func count(ok []bool) int {
+	n := 0
+	for _, b := range ok {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// tiers splits ws, sorted by tier as Decide sorts them, into one slice per
+// tier.
+func tiers(ws []Workload) [][]Workload {
+	var out [][]Workload
+	for i := 0; i < len(ws); {
+		j := i + 1
+		for j < len(ws) && ws[j].Tier == ws[i].Tier {
+			j++
+		}
+		out = append(out, ws[i:j])
+		i = j
+	}
+	return out
+}
+
+func tierName(tier int) string {
+	switch tier {
+	case TierNetwork:
+		return "kube-proxy and CNI"
+	case TierDNS:
+		return "cluster DNS"
+	}
+	return "workloads"
 }
 
 type applier struct {
-	cs   kubernetes.Interface
-	opts Options
+	cs    kubernetes.Interface
+	opts  Options
+	watch *rolloutWatch
 }
 
 // restartPatch sets RestartedAtAnnotation on a pod template and nothing
@@ -257,98 +382,94 @@ func restartPatch(value string) []byte {
 	return data
 }
 
-// restart patches w's pod template; false when w no longer exists.
-func (a applier) restart(ctx context.Context, w Workload) (bool, error) {
+// restart patches w's pod template and returns the generation the patch
+// made; false when w no longer exists.
+func (a *applier) restart(ctx context.Context, w Workload) (int64, bool, error) {
 	data := restartPatch(a.opts.Annotation)
 	po := metav1.PatchOptions{FieldManager: fieldManager}
+	var obj metav1.Object
 	var err error
 	switch w.Kind {
 	case kindDeployment:
-		_, err = a.cs.AppsV1().Deployments(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, data, po)
+		obj, err = a.cs.AppsV1().Deployments(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, data, po)
 	case kindDaemonSet:
-		_, err = a.cs.AppsV1().DaemonSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, data, po)
+		obj, err = a.cs.AppsV1().DaemonSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, data, po)
 	case kindStatefulSet:
-		_, err = a.cs.AppsV1().StatefulSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, data, po)
+		obj, err = a.cs.AppsV1().StatefulSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, data, po)
 	default:
-		return false, fmt.Errorf("restart %s: carotate restarts Deployments, DaemonSets and StatefulSets only", w)
+		return 0, false, fmt.Errorf("restart %s: carotate restarts Deployments, DaemonSets and StatefulSets only", w)
 	}
 	switch {
 	case apierrors.IsNotFound(err):
-		return false, nil
+		return 0, false, nil
 	case err != nil:
-		return false, fmt.Errorf("restart %s: patch its pod template: %w", w, err)
+		return 0, false, fmt.Errorf("restart %s: patch its pod template: %w", w, err)
 	}
-	return true, nil
+	return obj.GetGeneration(), true, nil
 }
 
-// rolloutOf reads w and judges its rollout.
-func (a applier) rolloutOf(ctx context.Context, w Workload) (rollout, error) {
-	get := metav1.GetOptions{}
-	switch w.Kind {
-	case kindDeployment:
-		d, err := a.cs.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, get)
-		if err != nil {
-			return rollout{}, err
+// waitRollout waits until w's rollout completes, fails or RolloutTimeout
+// passes, judging w only once the watch has delivered generation (the one
+// the restart's patch made) or a later one. A workload deleted meanwhile
+// has nothing left to roll out. The watch relists by itself when the API
+// blinks, as it may while kube-proxy and the CNI plugin restart.
+func (a *applier) waitRollout(ctx context.Context, w Workload, generation int64) error {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.RolloutTimeout)
+	defer cancel()
+	last := waiting("not yet listed")
+	timedOut := func() error {
+		state := last.waiting
+		if err := a.watch.lastError(); err != nil && !last.seen {
+			state += "; last watch error: " + err.Error()
 		}
-		return deploymentRollout(d), nil
-	case kindDaemonSet:
-		ds, err := a.cs.AppsV1().DaemonSets(w.Namespace).Get(ctx, w.Name, get)
-		if err != nil {
-			return rollout{}, err
-		}
-		return daemonSetRollout(ds), nil
-	case kindStatefulSet:
-		sts, err := a.cs.AppsV1().StatefulSets(w.Namespace).Get(ctx, w.Name, get)
-		if err != nil {
-			return rollout{}, err
-		}
-		return statefulSetRollout(sts), nil
+		return fmt.Errorf("%s: rollout not complete after %s (%s): check its pods (kubectl -n %s rollout status %s/%s); "+
+			"its template carries %s=%s, so a rerun waits for this rollout instead of restarting it again: %w",
+			w, a.opts.RolloutTimeout, state, w.Namespace, strings.ToLower(w.Kind), w.Name,
+			RestartedAtAnnotation, a.opts.Annotation, context.Cause(ctx))
 	}
-	return rollout{}, fmt.Errorf("carotate cannot judge the rollout of a %s", w.Kind)
-}
-
-// waitRollout polls w until its rollout completes, fails or
-// RolloutTimeout passes. A workload deleted meanwhile has nothing left to
-// roll out. Errors reading it are retried until the timeout, since the API
-// may blink while kube-proxy and the CNI plugin restart.
-func (a applier) waitRollout(ctx context.Context, w Workload) error {
-	var last rollout
-	var lastErr error
-	err := wait.PollUntilContextTimeout(ctx, a.opts.pollInterval, a.opts.RolloutTimeout, true, func(ctx context.Context) (bool, error) {
-		r, err := a.rolloutOf(ctx, w)
+	inf, err := a.watch.informer(w.Kind)
+	if err != nil {
+		return fmt.Errorf("%s: %w", w, err)
+	}
+	select {
+	case <-inf.HasSyncedChecker().Done():
+	case <-ctx.Done():
+		return timedOut()
+	}
+	for {
+		changed := a.watch.next()
+		obj, exists, err := inf.GetStore().GetByKey(w.Namespace + "/" + w.Name)
 		switch {
-		case apierrors.IsNotFound(err):
-			return true, nil
 		case err != nil:
-			lastErr = err
-			return false, nil
+			return fmt.Errorf("%s: %w", w, err)
+		case !exists:
+			return nil
 		}
-		last, lastErr = r, nil
-		if r.failed != "" {
-			return false, ErrRolloutFailed
+		if r, gen := judge(obj); gen < generation {
+			last = waiting("the watch has not yet delivered generation %d", generation)
+			last.seen = true
+		} else {
+			last = r
+			if r.failed != "" {
+				return fmt.Errorf("%s: %s; fix its pods (kubectl -n %s rollout status %s/%s) and rerun: %w",
+					w, r.failed, w.Namespace, strings.ToLower(w.Kind), w.Name, ErrRolloutFailed)
+			}
+			if r.done {
+				return nil
+			}
 		}
-		return r.done, nil
-	})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrRolloutFailed):
-		return fmt.Errorf("%s: %s; fix its pods (kubectl -n %s rollout status %s/%s) and rerun: %w",
-			w, last.failed, w.Namespace, strings.ToLower(w.Kind), w.Name, err)
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return timedOut()
+		}
 	}
-	state := last.waiting
-	if lastErr != nil {
-		state = "last read failed: " + lastErr.Error()
-	}
-	return fmt.Errorf("%s: rollout not complete after %s (%s): check its pods (kubectl -n %s rollout status %s/%s); "+
-		"its template carries %s=%s, so a rerun waits for this rollout instead of restarting it again: %w",
-		w, a.opts.RolloutTimeout, state, w.Namespace, strings.ToLower(w.Kind), w.Name,
-		RestartedAtAnnotation, a.opts.Annotation, err)
 }
 
 // evict evicts the bare pod w and waits until it is gone; false when there
 // was nothing to evict.
-func (a applier) evict(ctx context.Context, w Workload) (bool, error) {
+func (a *applier) evict(ctx context.Context, w Workload) (bool, error) {
+	start := time.Now()
 	pods := a.cs.CoreV1().Pods(w.Namespace)
 	pod, err := pods.Get(ctx, w.Name, metav1.GetOptions{})
 	switch {
@@ -416,6 +537,7 @@ func (a applier) evict(ctx context.Context, w Workload) (bool, error) {
 		return false, fmt.Errorf("evict %s: evicted but still there after %s: check why it does not terminate "+
 			"(kubectl -n %s describe pod %s) and rerun: %w", w, a.opts.RolloutTimeout, w.Namespace, w.Name, err)
 	}
+	a.opts.progress("%s: evicted (%s)", w, elapsed(start))
 	return true, nil
 }
 

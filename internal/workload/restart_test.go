@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -129,6 +130,7 @@ func TestRestartThenRerun(t *testing.T) {
 	evictions(cs, 0)
 	var progress []string
 	opts := fastOptions()
+	opts.Concurrency = 1 // one at a time, so that the order of the writes is known
 	opts.Progress = func(msg string) { progress = append(progress, msg) }
 	ctx := context.Background()
 
@@ -170,7 +172,8 @@ func TestRestartThenRerun(t *testing.T) {
 	if v := ds.Spec.Template.Annotations[RestartedAtAnnotation]; v != "rot-1/trust" {
 		t.Errorf("kube-proxy template annotation = %q, want %q", v, "rot-1/trust")
 	}
-	if len(progress) == 0 || !strings.HasPrefix(progress[0], "DaemonSet calico-system/calico-node: restarting (1 stale pod)") {
+	if len(progress) < 2 || progress[0] != "kube-proxy and CNI: restarting 2 workloads, up to 1 at once" ||
+		progress[1] != "DaemonSet calico-system/calico-node: restarting (1 stale pod)" {
 		t.Errorf("progress starts %q", progress)
 	}
 
@@ -190,40 +193,253 @@ func TestRestartThenRerun(t *testing.T) {
 	}
 }
 
+// TestPlanTiers: the plan says each workload's tier, which Apply restarts
+// tier by tier.
+func TestPlanTiers(t *testing.T) {
+	plan, err := PlanRestarts(context.Background(), fake.NewClientset(smallCluster()...), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, w := range plan.Restart {
+		got[w.String()] = w.Tier
+	}
+	want := map[string]int{
+		"DaemonSet calico-system/calico-node": TierNetwork,
+		"DaemonSet kube-system/kube-proxy":    TierNetwork,
+		"Deployment kube-system/coredns":      TierDNS,
+		"Deployment shop/web":                 TierRest,
+		"StatefulSet shop/db":                 TierRest,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tiers (-want +got):\n%s", diff)
+	}
+}
+
 func TestApplyWaitsForTheRollout(t *testing.T) {
 	ds := daemonSet("kube-system", "kube-proxy", func(ds *appsv1.DaemonSet) {
 		ds.Generation, ds.Status.ObservedGeneration = 2, 1
 	})
 	cs := fake.NewClientset(&ds)
-	gets := 0
-	cs.PrependReactor("get", "daemonsets", func(k8stesting.Action) (bool, runtime.Object, error) {
-		gets++
-		if gets == 3 { // the test plays the daemonset controller catching up
-			gvr := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
-			obj, err := cs.Tracker().Get(gvr, "kube-system", "kube-proxy")
-			if err != nil {
-				t.Error(err)
-				return false, nil, nil
-			}
-			done := obj.(*appsv1.DaemonSet)
-			done.Status.ObservedGeneration = 2
-			if err := cs.Tracker().Update(gvr, done, "kube-system"); err != nil {
-				t.Error(err)
-			}
-		}
+	caughtUp := make(chan time.Time, 1)
+	cs.PrependReactor("patch", "daemonsets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		// The test plays the daemonset controller, catching up a little
+		// after the patch.
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			observe(t, cs, daemonSetsResource, "kube-system", "kube-proxy", 2)
+			caughtUp <- time.Now()
+		}()
 		return false, nil, nil
 	})
 	plan := Plan{Restart: []Workload{wl("DaemonSet", "kube-system", "kube-proxy", 1)}}
 
 	got, err := Apply(context.Background(), cs, plan, fastOptions())
+	returned := time.Now()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Restarted != 1 {
 		t.Errorf("Restarted = %d, want 1", got.Restarted)
 	}
-	if gets != 3 {
-		t.Errorf("read the DaemonSet %d times, want 3 (twice before the controller caught up)", gets)
+	select {
+	case at := <-caughtUp:
+		if returned.Before(at) {
+			t.Errorf("Apply returned %s before the controller caught up", at.Sub(returned))
+		}
+	default:
+		t.Error("Apply returned before the controller caught up")
+	}
+	for _, a := range cs.Actions() {
+		if a.GetVerb() == "get" {
+			t.Errorf("Apply polled: %s %s; it should watch", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+}
+
+var (
+	daemonSetsResource  = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
+	deploymentsResource = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+)
+
+// observe plays a controller that has seen generation: it sets the
+// object's status.observedGeneration.
+func observe(t *testing.T, cs *fake.Clientset, gvr schema.GroupVersionResource, ns, name string, generation int64) {
+	obj, err := cs.Tracker().Get(gvr, ns, name)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	switch o := obj.(type) {
+	case *appsv1.DaemonSet:
+		o.Status.ObservedGeneration = generation
+	case *appsv1.Deployment:
+		o.Status.ObservedGeneration = generation
+	}
+	if err := cs.Tracker().Update(gvr, obj, ns); err != nil {
+		t.Error(err)
+	}
+}
+
+// pendingGeneration: the controller has not seen the spec yet, so the
+// rollout is complete only once the test says so (observe).
+func pendingDeployment(d *appsv1.Deployment) { d.Generation, d.Status.ObservedGeneration = 2, 1 }
+func pendingDaemonSet(d *appsv1.DaemonSet)   { d.Generation, d.Status.ObservedGeneration = 2, 1 }
+
+// TestApplyTierByTierSideBySide: within a tier the workloads restart side
+// by side, never more than Concurrency at once, and a tier starts only
+// once every rollout of the one before is complete.
+func TestApplyTierByTierSideBySide(t *testing.T) {
+	const apps, concurrency = 13, 4
+	objs := objects(
+		daemonSet("kube-system", "kube-proxy", dsLabel("k8s-app", "kube-proxy"), pendingDaemonSet),
+		daemonSet("calico-system", "calico-node", pendingDaemonSet),
+	)
+	objs = append(objs, objects(deployment("kube-system", "coredns", deployLabel("k8s-app", "kube-dns"), pendingDeployment))...)
+	plan := Plan{Restart: []Workload{
+		{Kind: "DaemonSet", Namespace: "calico-system", Name: "calico-node", Tier: TierNetwork},
+		{Kind: "DaemonSet", Namespace: "kube-system", Name: "kube-proxy", Tier: TierNetwork},
+		{Kind: "Deployment", Namespace: "kube-system", Name: "coredns", Tier: TierDNS},
+	}}
+	for i := range apps {
+		name := fmt.Sprintf("app-%02d", i)
+		objs = append(objs, objects(deployment("shop", name, pendingDeployment))...)
+		plan.Restart = append(plan.Restart, Workload{Kind: "Deployment", Namespace: "shop", Name: name, Tier: TierRest})
+	}
+	tierOf := map[string]int{}
+	for _, w := range plan.Restart {
+		tierOf[w.Namespace+"/"+w.Name] = w.Tier
+	}
+
+	cs := fake.NewClientset(objs...)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	complete := map[string]bool{}
+	var controllers sync.WaitGroup
+	cs.PrependReactor("patch", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		key := a.GetNamespace() + "/" + a.(k8stesting.PatchAction).GetName()
+		gvr := a.GetResource()
+		mu.Lock()
+		defer mu.Unlock()
+		for other, tier := range tierOf {
+			if tier < tierOf[key] && !complete[other] {
+				t.Errorf("%s patched before %s, of an earlier tier, rolled out", key, other)
+			}
+		}
+		inFlight++
+		most = max(most, inFlight)
+		controllers.Go(func() {
+			time.Sleep(150 * time.Millisecond)
+			mu.Lock()
+			inFlight--
+			complete[key] = true
+			mu.Unlock()
+			observe(t, cs, gvr, a.GetNamespace(), a.(k8stesting.PatchAction).GetName(), 2)
+		})
+		return false, nil, nil
+	})
+	opts := fastOptions()
+	opts.Concurrency = concurrency
+
+	got, err := Apply(context.Background(), cs, plan, opts)
+	controllers.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Restarted != len(plan.Restart) {
+		t.Errorf("Restarted = %d, want %d", got.Restarted, len(plan.Restart))
+	}
+	if diff := cmp.Diff(plan.Restart, got.Workloads); diff != "" {
+		t.Errorf("Workloads are not in the plan's order (-want +got):\n%s", diff)
+	}
+	if most != concurrency {
+		t.Errorf("at most %d rollouts at once, want %d", most, concurrency)
+	}
+}
+
+// TestApplyStopsAtATierThatDoesNotRollOut: a tier whose rollout times out
+// is reported, and nothing of a later tier, nor any bare pod, is touched.
+func TestApplyStopsAtATierThatDoesNotRollOut(t *testing.T) {
+	objs := objects(
+		daemonSet("kube-system", "kube-proxy", dsLabel("k8s-app", "kube-proxy"), pendingDaemonSet),
+		daemonSet("calico-system", "calico-node"),
+	)
+	objs = append(objs, objects(deployment("kube-system", "coredns", deployLabel("k8s-app", "kube-dns")))...)
+	objs = append(objs, objects(pod("shop", "debug"))...)
+	cs := fake.NewClientset(objs...)
+	evictions(cs, 0)
+	plan := Plan{
+		Restart: []Workload{
+			{Kind: "DaemonSet", Namespace: "calico-system", Name: "calico-node", Tier: TierNetwork},
+			{Kind: "DaemonSet", Namespace: "kube-system", Name: "kube-proxy", Tier: TierNetwork},
+			{Kind: "Deployment", Namespace: "kube-system", Name: "coredns", Tier: TierDNS},
+		},
+		Evict: []Workload{wl("Pod", "shop", "debug", 1)},
+	}
+	opts := fastOptions()
+	opts.RolloutTimeout = 200 * time.Millisecond
+
+	got, err := Apply(context.Background(), cs, plan, opts)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "DaemonSet kube-system/kube-proxy: rollout not complete after 200ms") {
+		t.Fatalf("err = %v, want kube-proxy's rollout timing out", err)
+	}
+	wantCalls := []call{
+		{"patch", "daemonsets", "calico-system", "calico-node", wantPatch},
+		{"patch", "daemonsets", "kube-system", "kube-proxy", wantPatch},
+	}
+	if diff := cmp.Diff(wantCalls, writes(cs), cmpopts.SortSlices(func(a, b call) bool { return a.Namespace < b.Namespace })); diff != "" {
+		t.Errorf("writes (-want +got):\n%s", diff)
+	}
+	if got.Restarted != 1 || len(got.Workloads) != 1 || got.Workloads[0].Name != "calico-node" {
+		t.Errorf("result = %+v, want calico-node alone restarted", got)
+	}
+}
+
+// TestApplyEvictsSideBySide: the bare pods are evicted side by side. Each
+// evicted pod here takes 150ms to go, and Apply waits until it is gone, so
+// one at a time would ask for the next eviction only after the first pod
+// went.
+func TestApplyEvictsSideBySide(t *testing.T) {
+	names := []string{"debug-1", "debug-2", "debug-3"}
+	var pods []corev1.Pod
+	var plan Plan
+	for _, n := range names {
+		pods = append(pods, pod("shop", n))
+		plan.Evict = append(plan.Evict, wl("Pod", "shop", n, 1))
+	}
+	cs := fake.NewClientset(objects(pods...)...)
+	var mu sync.Mutex
+	asked, gone := 0, 0
+	var kubelets sync.WaitGroup
+	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "eviction" {
+			return false, nil, nil
+		}
+		mu.Lock()
+		if gone > 0 {
+			t.Errorf("eviction %d asked for after a pod went: the evictions ran one at a time", asked+1)
+		}
+		asked++
+		mu.Unlock()
+		ev := a.(k8stesting.CreateAction).GetObject().(*policyv1.Eviction)
+		kubelets.Go(func() {
+			time.Sleep(150 * time.Millisecond)
+			mu.Lock()
+			gone++
+			mu.Unlock()
+			if err := cs.Tracker().Delete(podsResource, ev.Namespace, ev.Name); err != nil {
+				t.Error(err)
+			}
+		})
+		return true, nil, nil
+	})
+	got, err := Apply(context.Background(), cs, plan, fastOptions())
+	kubelets.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Evicted != len(names) || asked != len(names) {
+		t.Errorf("Evicted = %d after %d evictions, want %d", got.Evicted, asked, len(names))
 	}
 }
 
@@ -350,6 +566,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"multi-line annotation", func(o *Options) { o.Annotation = "-----BEGIN CERTIFICATE-----\nMIIB" }, "one line"},
 		{"long annotation", func(o *Options) { o.Annotation = strings.Repeat("x", 129) }, "at most 128 bytes"},
 		{"no Since", func(o *Options) { o.Since = nil }, "Since is nil"},
+		{"negative concurrency", func(o *Options) { o.Concurrency = -1 }, "concurrency must be at least 1 (or 0 for 10), got -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,27 @@ type rollout struct {
 	waiting string
 	// failed says why the rollout will not complete without help.
 	failed string
+	// seen: the workload was read at least once.
+	seen bool
+}
+
+// judge reads obj, a Deployment, DaemonSet or StatefulSet from a watch, and
+// returns its rollout and generation.
+func judge(obj any) (rollout, int64) {
+	var r rollout
+	var gen int64
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		r, gen = deploymentRollout(o), o.Generation
+	case *appsv1.DaemonSet:
+		r, gen = daemonSetRollout(o), o.Generation
+	case *appsv1.StatefulSet:
+		r, gen = statefulSetRollout(o), o.Generation
+	default:
+		return rollout{failed: fmt.Sprintf("carotate cannot judge the rollout of a %T", obj), seen: true}, 0
+	}
+	r.seen = true
+	return r, gen
 }
 
 func waiting(format string, args ...any) rollout {
