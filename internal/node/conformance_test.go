@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -479,6 +481,40 @@ func testExecutor(t *testing.T, ex Executor, tr nodeTree) {
 				t.Errorf("cancelled Run took %v", took)
 			}
 		})
+	})
+
+	t.Run("Dial", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_, _ = c.Write([]byte("hello from the node\n"))
+		}()
+		conn, err := ex.Dial(ctx, ln.Addr().String())
+		if err != nil {
+			t.Fatalf("Dial %s: %v", ln.Addr(), err)
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(conn)
+		if err != nil || string(got) != "hello from the node\n" {
+			t.Errorf("read %q, %v; want the listener's greeting", got, err)
+		}
+
+		closed := ln.Addr().String()
+		ln.Close()
+		_, err = ex.Dial(ctx, closed)
+		if err == nil || errors.Is(err, ErrForwardingRefused) || !strings.Contains(err.Error(), closed) {
+			t.Errorf("Dial of a closed port: %v, want an error naming %s that is not a forwarding refusal", err, closed)
+		}
+
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"path"
 	"strings"
 	"time"
@@ -140,9 +141,19 @@ type Executor interface {
 	// remote command may run on, since OpenSSH often ignores signals.
 	Run(ctx context.Context, argv []string, stdin io.Reader) (Result, error)
 
+	// Dial opens a TCP connection from the node to address (host:port),
+	// as a process on the node would: to a component's health port on
+	// 127.0.0.1, say. Over SSH it is a direct-tcpip channel, which sshd
+	// may refuse (AllowTcpForwarding no): that error matches
+	// ErrForwardingRefused, and the caller should find another way.
+	Dial(ctx context.Context, address string) (net.Conn, error)
+
 	// Close releases the connection, if any.
 	Close() error
 }
+
+// ErrForwardingRefused: the node's sshd does not forward connections.
+var ErrForwardingRefused = errors.New("the node's sshd refuses to forward connections (AllowTcpForwarding)")
 
 // FileWrite is one file of a ReplaceFiles batch: what ReplaceFile takes.
 type FileWrite struct {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -573,6 +574,16 @@ func (l *Local) Remove(ctx context.Context, p string) error {
 		return l.fail("remove", p, err)
 	}
 	return nil
+}
+
+// Dial implements Executor: this machine is the node.
+func (l *Local) Dial(ctx context.Context, address string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", address)
+	if err != nil {
+		return nil, l.fail("dial", address, err)
+	}
+	return conn, nil
 }
 
 // Run implements Executor. argv goes to exec directly; no shell is involved.

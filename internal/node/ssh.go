@@ -292,6 +292,19 @@ func (s *SSH) fail(op, path string, err error) error {
 	return &Error{Node: s.name, Op: op, Path: path, Err: err}
 }
 
+// Dial implements Executor: a direct-tcpip channel from the node's sshd.
+func (s *SSH) Dial(ctx context.Context, address string) (net.Conn, error) {
+	conn, err := s.client.DialContext(ctx, "tcp", address)
+	if err != nil {
+		var oc *ssh.OpenChannelError
+		if errors.As(err, &oc) && oc.Reason == ssh.Prohibited {
+			err = fmt.Errorf("%w: %w", ErrForwardingRefused, err)
+		}
+		return nil, s.fail("dial", address, err)
+	}
+	return conn, nil
+}
+
 // Run implements Executor.
 func (s *SSH) Run(ctx context.Context, argv []string, stdin io.Reader) (Result, error) {
 	res, err := s.exec(ctx, argv, stdin, true)

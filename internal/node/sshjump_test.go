@@ -37,6 +37,13 @@ func TestSSHThroughAJumpHost(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 
+	// A node whose sshd forwards nothing says so, distinctly, when a
+	// health probe would dial through it.
+	direct := closed.dial(t, closed.config(closed.knownHosts(t, closed.hostKeys...)))
+	if _, err := direct.Dial(context.Background(), target.addr); !errors.Is(err, ErrForwardingRefused) {
+		t.Errorf("Dial through an sshd with AllowTcpForwarding no: %v, want ErrForwardingRefused", err)
+	}
+
 	cfg.Jump = []SSHConfig{hop(closed, closed.knownHosts(t, closed.hostKeys...))}
 	if _, err := DialSSH(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "through jump host 127.0.0.1") {
 		t.Errorf("through a jump host that forwards nothing: %v", err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/verify"
@@ -14,7 +16,9 @@ import (
 
 // gate verifies the cluster at stage s:
 //   - every node Ready (but those allowed not to be), every control-plane
-//     component's mirror pod Running and Ready;
+//     component's mirror pod Running and Ready (waited for: a restart ends
+//     when kube-controller-manager and kube-scheduler serve, before
+//     kubeadm's startup probe lets them turn Ready);
 //   - no TLS error logged since the phase began in this run (the engine
 //     says when) by the control-plane components, kube-proxy or the
 //     kubelets;
@@ -41,7 +45,7 @@ func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
 			if err := verify.NodesReady(ctx, r.Client, allow); err != nil {
 				return "", err
 			}
-			if err := verify.ControlPlaneReady(ctx, r.Client, cps); err != nil {
+			if err := r.waitControlPlaneReady(ctx, cps); err != nil {
 				return "", err
 			}
 			done = append(done, fmt.Sprintf("%d nodes Ready", len(r.Nodes)))
@@ -102,4 +106,19 @@ func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
 			return strings.Join(done, ", "), nil
 		},
 	}
+}
+
+// waitControlPlaneReady waits until every control-plane component's
+// mirror pod on cps is Running and Ready, for at most the static-pod
+// timeout, and returns what was last wrong.
+func (r *Rotation) waitControlPlaneReady(ctx context.Context, cps []string) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
+		last = verify.ControlPlaneReady(ctx, r.Client, cps)
+		return last == nil, nil
+	})
+	if err != nil && last != nil {
+		return fmt.Errorf("after %s: %w", r.timeouts().StaticPod, last)
+	}
+	return err
 }

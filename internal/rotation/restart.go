@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -107,16 +108,27 @@ func (r *Rotation) staticPodRunning(ctx context.Context, component, nodeName str
 
 // waitStaticPod waits until the kubelet has restarted component from the
 // manifest it now holds: the mirror pod's config hash differs from
-// hashBefore (when given), it carries the manifest's restart annotation and
-// it is Ready.
+// hashBefore (when given) and it carries the manifest's restart
+// annotation; then, for kube-controller-manager and kube-scheduler, until
+// the new container runs and answers its health probe from the node, and
+// for the others (or when the node cannot be probed) until the mirror pod
+// is Ready. The phase's gate waits for every Ready.
 func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashBefore string, manifestData []byte) error {
 	want, err := restartValue(nodeName+":"+component, manifestData)
 	if err != nil {
 		return err
 	}
+	n := r.node(nodeName)
+	hp, probing := probeOf(nodeName+":"+component, manifestData)
+	probing = probing && servedWhenHealthy[component] && n != nil
 	var last staticPodState
+	var lastProbe error
 	start, said := time.Now(), time.Now()
-	err = wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
+	every := time.Second
+	if probing {
+		every = servingPollEvery
+	}
+	err = wait.PollUntilContextTimeout(ctx, every, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
 		if r.Log != nil && time.Since(said) >= progressEvery {
 			said = time.Now()
 			seen := "no mirror pod yet"
@@ -124,10 +136,12 @@ func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashB
 			case !last.Exists:
 			case last.Restart != want || (hashBefore != "" && last.Hash == hashBefore):
 				seen = "the old pod still"
+			case probing && lastProbe != nil:
+				seen = "the new pod, not serving yet (" + lastProbe.Error() + ")"
 			default:
 				seen = "the new pod, not Ready yet"
 			}
-			r.Log.Info("waiting", "for", component+" on "+nodeName+" to come back Ready from its new manifest",
+			r.Log.Info("waiting", "for", component+" on "+nodeName+" to come back from its new manifest",
 				"waited", time.Since(start).Round(time.Second), "seen", seen, "at most", r.timeouts().StaticPod)
 		}
 		st, err := r.staticPod(ctx, component, nodeName)
@@ -135,7 +149,26 @@ func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashB
 			return false, nil // the API may blink while a control plane restarts; the timeout bounds it
 		}
 		last = st
-		return st.Exists && st.Restart == want && (hashBefore == "" || st.Hash != hashBefore) && st.Ready, nil
+		if !st.Exists || st.Restart != want || (hashBefore != "" && st.Hash == hashBefore) {
+			return false, nil
+		}
+		if st.Ready {
+			return true, nil
+		}
+		// The kubelet starts the new pod's container only once the old
+		// one is gone, so a running container in the new mirror pod is
+		// the new process, and what answers on its port is that.
+		if !probing || st.Started.IsZero() {
+			return false, nil
+		}
+		lastProbe = probe(ctx, n, hp)
+		if errors.Is(lastProbe, errCannotProbe) {
+			probing = false
+			if r.Log != nil {
+				r.Log.Info("waiting for Ready instead", "component", component, "node", nodeName, "why", lastProbe)
+			}
+		}
+		return lastProbe == nil, nil
 	})
 	if err != nil {
 		return r.staticPodTimeout(ctx, component, nodeName, hashBefore, want, last, err)
