@@ -72,6 +72,17 @@ func (l *Lifecycle) rollback(ctx context.Context, r *Rotation, sel Selection, ru
 	if err := runner.Rollback(ctx, r, sel.Phases(r)); err != nil {
 		return Result{}, err
 	}
+	// A restart ends once the component serves; a rollback has no gate
+	// to wait for the Ready that follows, so it waits here.
+	var cps []string
+	for _, n := range r.controlPlanes() {
+		if !n.AllowUnready {
+			cps = append(cps, n.Name)
+		}
+	}
+	if err := r.waitControlPlaneReady(ctx, cps); err != nil {
+		return Result{}, fmt.Errorf("rolled back, but the control plane is not Ready: %w", err)
+	}
 	if err := l.save(r, RolledBack); err != nil {
 		return Result{}, err
 	}
