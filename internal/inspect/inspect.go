@@ -13,7 +13,9 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/carotate/carotate/internal/model"
@@ -86,6 +88,11 @@ func Node(ctx context.Context, ex node.Executor, opts Options) model.Node {
 		return n
 	}
 	n.Reachable = true
+	// Over SSH, every read is a round trip: read the trees inspected here
+	// in one command, and fall back to file by file when that fails.
+	if snap, err := node.TakeSnapshot(ctx, ex, snapshotRoots(o)); err == nil {
+		ex = snap
+	}
 	in := &inspector{ex: ex, opts: o, node: &n, files: map[string]*model.File{}, dirs: map[string]map[string]node.DirEntry{}}
 	in.clock(ctx)
 	if !fi.Exists {
@@ -104,6 +111,26 @@ func Node(ctx context.Context, ex node.Executor, opts Options) model.Node {
 	}
 	sort.Slice(n.Files, func(i, j int) bool { return n.Files[i].Path < n.Files[j].Path })
 	return n
+}
+
+// snapshotRoots are the trees Node reads, none inside another.
+func snapshotRoots(o Options) []string {
+	candidates := []string{o.KubernetesDir, o.PKIDir, o.kubeletCertDir(), o.KubeletConfig}
+	var roots []string
+	for _, c := range candidates {
+		c = path.Clean(c)
+		inside := false
+		for _, other := range candidates {
+			other = path.Clean(other)
+			if other != c && strings.HasPrefix(c, other+"/") {
+				inside = true
+			}
+		}
+		if !inside && !slices.Contains(roots, c) {
+			roots = append(roots, c)
+		}
+	}
+	return roots
 }
 
 func executorKind(ex node.Executor) string {
