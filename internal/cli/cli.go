@@ -59,6 +59,9 @@ type Env struct {
 	// Stdin is read for a typed confirmation when IsTerminal says so.
 	Stdin      io.Reader
 	IsTerminal func() bool
+	// StdoutIsTerminal says whether progress may rewrite a line in place
+	// to show what a step waits for.
+	StdoutIsTerminal func() bool
 	// Getenv reads the environment (CAROTATE_SSH_*, KUBECONFIG).
 	Getenv func(string) string
 	// Now is the clock.
@@ -85,7 +88,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			cancel(&SignalError{Signal: s})
 		}
 	}()
-	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, IsTerminal: stdinIsTerminal, Getenv: os.Getenv, Now: time.Now, Program: ProgramName(os.Args[0])})
+	return Execute(ctx, args, Env{Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, IsTerminal: stdinIsTerminal,
+		StdoutIsTerminal: func() bool { return term.IsTerminal(int(os.Stdout.Fd())) }, Getenv: os.Getenv, Now: time.Now, Program: ProgramName(os.Args[0])})
 }
 
 // ProgramName is what carotate is called when run as argv0: kubectl runs

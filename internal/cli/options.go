@@ -64,6 +64,9 @@ type rotationOptions struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	interactive func() bool
+	// liveProgress: stdout is a terminal, where a waiting step's line is
+	// rewritten in place.
+	liveProgress func() bool
 	// answers reads what is typed at the prompts, one reader for all of
 	// them, so that none swallows the next one's line.
 	answers *bufio.Reader
@@ -95,6 +98,7 @@ func (o *rotationOptions) Complete(env Env, flags *pflag.FlagSet) error {
 	env = env.withDefaults()
 	o.gather, o.getenv, o.now, o.logger = env.Gather, env.Getenv, env.Now, env.logger()
 	o.interactive = env.IsTerminal
+	o.liveProgress = env.StdoutIsTerminal
 	if o.In == nil {
 		o.In = env.Stdin
 	}

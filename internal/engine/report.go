@@ -22,10 +22,15 @@ const (
 	Undone    Outcome = "undone"    // rollback changed it back
 	Failed    Outcome = "failed"
 	Passed    Outcome = "passed" // a gate verified
+	// Waiting: a step or gate still running, reported while it runs
+	// longer than the runner's HeartbeatAfter. Detail says what it waits
+	// for (see Wait), Duration how long it has run. Its final event comes
+	// after its last Waiting one.
+	Waiting Outcome = "waiting"
 )
 
 // Event is one step's (or one gate's) outcome. Reporters get exactly one per
-// step per run.
+// step per run, besides the Waiting ones while it runs.
 type Event struct {
 	Phase    string
 	Step     string
@@ -77,13 +82,35 @@ func (r *Recorder) Events() []Event {
 //
 // Write errors are kept (Err) rather than stopping a rotation half way
 // because a terminal went away.
+//
+// Waiting events are shown only when Live (W is a terminal): as one line
+// rewritten in place, which the next event replaces.
 type HumanReporter struct {
-	W   io.Writer
-	err error
+	W    io.Writer
+	Live bool
+	err  error
+	// showing: a Waiting line is on the terminal, not yet replaced.
+	showing bool
 }
 
+// clearLine returns the cursor to the start of the line and clears it.
+const clearLine = "\r\x1b[K"
+
 func (h *HumanReporter) Report(e Event) {
-	if _, err := io.WriteString(h.W, HumanLine(e)); err != nil && h.err == nil {
+	var out string
+	switch {
+	case e.Outcome == Waiting && !h.Live:
+		return
+	case e.Outcome == Waiting:
+		out = clearLine + strings.TrimSuffix(HumanLine(e), "\n")
+		h.showing = true
+	case h.showing:
+		out = clearLine + HumanLine(e)
+		h.showing = false
+	default:
+		out = HumanLine(e)
+	}
+	if _, err := io.WriteString(h.W, out); err != nil && h.err == nil {
 		h.err = fmt.Errorf("write progress: %w", err)
 	}
 }
@@ -121,6 +148,11 @@ func HumanLine(e Event) string {
 		fmt.Fprintf(&b, "%s: passed", e.Step)
 		if e.Detail != "" {
 			b.WriteString(", " + e.Detail)
+		}
+	case Waiting:
+		fmt.Fprintf(&b, "%s: waiting", e.Step)
+		if e.Detail != "" {
+			b.WriteString(" for " + e.Detail)
 		}
 	case Planned:
 		if e.Gate {
@@ -223,8 +255,15 @@ type JSONReporter struct {
 	Rotation string
 	// Now stamps each event; time.Now when nil.
 	Now func() time.Time
-	err error
+	// HeartbeatEvery is the least time between two Waiting events of one
+	// step (DefaultJSONHeartbeat when zero); the others are dropped.
+	HeartbeatEvery time.Duration
+	err            error
+	lastBeat       map[string]time.Time
 }
+
+// DefaultJSONHeartbeat: in JSON, a step that waits says so every 5 s.
+const DefaultJSONHeartbeat = 5 * time.Second
 
 // jsonEvent is the wire form of an Event: stable field names, the error as
 // text and the duration in seconds.
@@ -250,6 +289,20 @@ func (j *JSONReporter) Report(e Event) {
 	now := time.Now
 	if j.Now != nil {
 		now = j.Now
+	}
+	if e.Outcome == Waiting {
+		every := j.HeartbeatEvery
+		if every <= 0 {
+			every = DefaultJSONHeartbeat
+		}
+		key := e.Phase + "\x00" + e.Step + "\x00" + e.Target.String()
+		if last, ok := j.lastBeat[key]; ok && now().Sub(last) < every {
+			return
+		}
+		if j.lastBeat == nil {
+			j.lastBeat = map[string]time.Time{}
+		}
+		j.lastBeat[key] = now()
 	}
 	d := e.Duration.Round(time.Millisecond)
 	je := jsonEvent{

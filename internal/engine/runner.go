@@ -63,6 +63,10 @@ type Runner[D any] struct {
 	IsControlPlane func(node string) bool
 	// Now is the clock for durations and journal times; nil means time.Now.
 	Now func() time.Time
+	// HeartbeatAfter and HeartbeatEvery: a step or gate that runs longer
+	// than HeartbeatAfter is reported Waiting every HeartbeatEvery until
+	// it ends (DefaultHeartbeatAfter, DefaultHeartbeatEvery when zero).
+	HeartbeatAfter, HeartbeatEvery time.Duration
 
 	mu sync.Mutex // serialises Reporter calls
 }
@@ -264,7 +268,9 @@ func (r *Runner[D]) perform(ctx context.Context, d D, phase string, s Step[D], d
 	if err := r.hook(phase, s, dir.hookBefore); err != nil {
 		return Change{}, &stepFailure{dir.hookBefore, err}
 	}
+	ctx, stop := r.beat(ctx, Event{Phase: phase, Step: s.Name, Target: s.Target}, r.now())
 	change, err := run(ctx, d)
+	stop()
 	if err != nil {
 		if jerr := r.journal(phase, s, dir.failed, change, err); jerr != nil {
 			err = errors.Join(err, jerr)
@@ -283,7 +289,9 @@ func (r *Runner[D]) perform(ctx context.Context, d D, phase string, s Step[D], d
 func (r *Runner[D]) runGate(ctx context.Context, d D, phase string, g *Gate[D], phaseBegan time.Time) error {
 	start := r.now()
 	e := Event{Phase: phase, Step: g.Name, Gate: true}
+	ctx, stop := r.beat(ctx, e, start)
 	detail, err := g.Verify(ctx, d, phaseBegan)
+	stop()
 	e.Detail, e.Duration = detail, r.since(start)
 	if err != nil {
 		e.Outcome, e.Err = Failed, err

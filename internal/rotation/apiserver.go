@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/model"
 	"github.com/carotate/carotate/internal/verify"
 )
@@ -26,6 +27,9 @@ func (r *Rotation) waitAPIServerServing(ctx context.Context, n *Node, s Stage) e
 	roots := r.servingRoots()
 	var why string
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
+		if why != "" {
+			engine.Wait(ctx, "kube-apiserver on "+n.Name+" to serve: "+why)
+		}
 		if err := verify.Readyz(ctx, n.APIServer, roots); err != nil {
 			why = err.Error()
 			return false, nil

@@ -190,7 +190,10 @@ func (r *Rotation) waitSaying(ctx context.Context, d time.Duration, what string)
 	defer done.Stop()
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
+	countdown := time.NewTicker(time.Second)
+	defer countdown.Stop()
 	end := time.Now().Add(d)
+	engine.Wait(ctx, fmt.Sprintf("%s, %s left", what, d.Round(time.Second)))
 	if r.Log != nil {
 		r.Log.Info("waiting", "for", what, "left", d.Round(time.Second))
 	}
@@ -200,6 +203,8 @@ func (r *Rotation) waitSaying(ctx context.Context, d time.Duration, what string)
 			return ctx.Err()
 		case <-done.C:
 			return nil
+		case <-countdown.C:
+			engine.Wait(ctx, fmt.Sprintf("%s, %s left", what, time.Until(end).Round(time.Second)))
 		case <-tick.C:
 			if r.Log != nil {
 				r.Log.Info("waiting", "for", what, "left", time.Until(end).Round(time.Second))

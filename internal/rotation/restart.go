@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/inspect"
 	"github.com/carotate/carotate/internal/manifest"
 )
@@ -129,18 +130,19 @@ func (r *Rotation) waitStaticPod(ctx context.Context, component, nodeName, hashB
 		every = servingPollEvery
 	}
 	err = wait.PollUntilContextTimeout(ctx, every, r.timeouts().StaticPod, true, func(ctx context.Context) (bool, error) {
+		seen := "no mirror pod yet"
+		switch {
+		case !last.Exists:
+		case last.Restart != want || (hashBefore != "" && last.Hash == hashBefore):
+			seen = "the old pod still"
+		case probing && lastProbe != nil:
+			seen = "the new pod, not serving yet (" + lastProbe.Error() + ")"
+		default:
+			seen = "the new pod, not Ready yet"
+		}
+		engine.Wait(ctx, component+" on "+nodeName+" to come back from its new manifest; seen: "+seen)
 		if r.Log != nil && time.Since(said) >= progressEvery {
 			said = time.Now()
-			seen := "no mirror pod yet"
-			switch {
-			case !last.Exists:
-			case last.Restart != want || (hashBefore != "" && last.Hash == hashBefore):
-				seen = "the old pod still"
-			case probing && lastProbe != nil:
-				seen = "the new pod, not serving yet (" + lastProbe.Error() + ")"
-			default:
-				seen = "the new pod, not Ready yet"
-			}
 			r.Log.Info("waiting", "for", component+" on "+nodeName+" to come back from its new manifest",
 				"waited", time.Since(start).Round(time.Second), "seen", seen, "at most", r.timeouts().StaticPod)
 		}
@@ -242,6 +244,9 @@ func (r *Rotation) restartKubelet(ctx context.Context, n *Node) error {
 	}
 	var why string
 	err := wait.PollUntilContextTimeout(ctx, time.Second, r.timeouts().Kubelet, true, func(ctx context.Context) (bool, error) {
+		if why != "" {
+			engine.Wait(ctx, "the kubelet on "+n.Name+" to come back: "+why)
+		}
 		started, err := r.kubeletStart(ctx, n.Name)
 		if err != nil {
 			why = err.Error()

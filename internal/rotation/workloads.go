@@ -26,6 +26,7 @@ func (r *Rotation) workloadOptions(ctx context.Context) (workload.Options, error
 		RolloutTimeout: r.timeouts().Rollout,
 		Concurrency:    r.WorkloadConcurrency,
 		Progress: func(msg string) {
+			engine.Wait(ctx, msg)
 			if r.Log != nil {
 				r.Log.Info(msg)
 			}
