@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/carotate/carotate/internal/engine"
+	"github.com/carotate/carotate/internal/node"
 )
 
 // RunOptions are what a Run reports to and checks with.
@@ -116,10 +118,44 @@ func (l *Lifecycle) apply(ctx context.Context, r *Rotation, sel Selection, runne
 }
 
 // Plan reports what running the selection would do, step by step, and
-// changes nothing.
+// changes nothing. Its checks read the nodes from one snapshot each (see
+// node.TakeSnapshot), taken side by side, rather than file by file.
 func (r *Rotation) Plan(ctx context.Context, sel Selection, rep engine.Reporter) error {
+	restore := r.snapshotNodes(ctx)
+	defer restore()
 	_, err := r.runner(rep, 1).Plan(ctx, r, sel.Phases(r))
 	return err
+}
+
+// planRoots are the trees a plan's checks read on a node.
+var planRoots = []string{KubernetesDir, KubeletPKIDir, "/var/lib/kubelet/config.yaml"}
+
+// snapshotNodes reads every node's planRoots in one command each, all at
+// once, and has the steps read from those snapshots until restore. A node
+// that gives none is read directly, as before.
+func (r *Rotation) snapshotNodes(ctx context.Context) (restore func()) {
+	execs := make([]node.Executor, len(r.Nodes))
+	var g sync.WaitGroup
+	for i, n := range r.Nodes {
+		execs[i] = n.Exec
+		g.Go(func() {
+			if snap, err := node.TakeSnapshot(ctx, n.Exec, planRoots); err == nil {
+				execs[i] = snap
+			} else if r.Log != nil {
+				r.Log.Debug("reading the node file by file", "node", n.Name, "why", err)
+			}
+		})
+	}
+	g.Wait()
+	orig := make([]node.Executor, len(r.Nodes))
+	for i, n := range r.Nodes {
+		orig[i], n.Exec = n.Exec, execs[i]
+	}
+	return func() {
+		for i, n := range r.Nodes {
+			n.Exec = orig[i]
+		}
+	}
 }
 
 func (r *Rotation) runner(rep engine.Reporter, parallelism int) *engine.Runner[*Rotation] {

@@ -39,8 +39,9 @@ type healthProbe struct {
 }
 
 // probeOf reads the probe from a manifest; false when it has none carotate
-// can make from the node: no httpGet, a named port, or no host (the pod's
-// IP, which carotate does not know here).
+// can make from the node: no httpGet, a port name the container does not
+// declare, or no host (the pod's IP, which carotate does not know here).
+// kubeadm names the port (probe-port) since v1.31.
 func probeOf(source string, data []byte) (healthProbe, bool) {
 	m, err := manifest.Parse(source, data)
 	if err != nil {
@@ -48,10 +49,22 @@ func probeOf(source string, data []byte) (healthProbe, bool) {
 	}
 	c := m.Pod.Spec.Containers[m.Container]
 	for _, p := range []*corev1.Probe{c.StartupProbe, c.LivenessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.Type != intstr.Int || p.HTTPGet.Host == "" {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Host == "" {
 			continue
 		}
 		g := p.HTTPGet
+		port := g.Port.IntValue()
+		if g.Port.Type == intstr.String {
+			port = 0
+			for _, cp := range c.Ports {
+				if cp.Name == g.Port.StrVal {
+					port = int(cp.ContainerPort)
+				}
+			}
+		}
+		if port <= 0 {
+			continue
+		}
 		scheme := strings.ToLower(string(g.Scheme))
 		if scheme == "" {
 			scheme = "http"
@@ -60,7 +73,7 @@ func probeOf(source string, data []byte) (healthProbe, bool) {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		addr := net.JoinHostPort(g.Host, strconv.Itoa(g.Port.IntValue()))
+		addr := net.JoinHostPort(g.Host, strconv.Itoa(port))
 		return healthProbe{url: scheme + "://" + addr + path, address: addr}, true
 	}
 	return healthProbe{}, false

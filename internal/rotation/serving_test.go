@@ -53,6 +53,27 @@ func httpsProbe(kind, addr string) string {
 `, kind, host, port)
 }
 
+// kubeadmProbe is the startup probe as kubeadm v1.31 and later writes it:
+// on a named container port.
+func kubeadmProbe(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf(`    ports:
+    - containerPort: %s
+      name: probe-port
+      protocol: TCP
+    startupProbe:
+      failureThreshold: 24
+      httpGet:
+        host: %s
+        path: /healthz
+        port: probe-port
+        scheme: HTTPS
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      timeoutSeconds: 15
+`, port, host)
+}
+
 func TestProbeOf(t *testing.T) {
 	tests := []struct {
 		name, probes, want string
@@ -60,7 +81,9 @@ func TestProbeOf(t *testing.T) {
 		{"kubeadm's startup probe", httpsProbe("startupProbe", "127.0.0.1:10259") + httpsProbe("livenessProbe", "127.0.0.1:1"), "https://127.0.0.1:10259/healthz"},
 		{"liveness when there is no startup probe", httpsProbe("livenessProbe", "127.0.0.1:10259"), "https://127.0.0.1:10259/healthz"},
 		{"http, path without a slash", "    livenessProbe:\n      httpGet:\n        host: 127.0.0.1\n        path: livez\n        port: 8080\n", "http://127.0.0.1:8080/livez"},
-		{"a named port", "    livenessProbe:\n      httpGet:\n        host: 127.0.0.1\n        path: /healthz\n        port: https\n", ""},
+		{"kubeadm's named port", "    ports:\n    - containerPort: 10259\n      name: probe-port\n      protocol: TCP\n" +
+			"    startupProbe:\n      httpGet:\n        host: 127.0.0.1\n        path: /healthz\n        port: probe-port\n        scheme: HTTPS\n", "https://127.0.0.1:10259/healthz"},
+		{"a port name the container does not declare", "    livenessProbe:\n      httpGet:\n        host: 127.0.0.1\n        path: /healthz\n        port: https\n", ""},
 		{"no host: the pod's IP", "    livenessProbe:\n      httpGet:\n        path: /healthz\n        port: 10259\n", ""},
 		{"an exec probe", "    livenessProbe:\n      exec:\n        command: [true]\n", ""},
 		{"no probe", "", ""},
@@ -139,7 +162,7 @@ func TestWaitStaticPodEndsWhenServing(t *testing.T) {
 				Timeouts: Timeouts{StaticPod: 1500 * time.Millisecond}}
 			addr := strings.TrimPrefix(tt.server.URL, "https://")
 			start := time.Now()
-			err := r.waitStaticPod(context.Background(), "kube-scheduler", "cp-1", "old", schedulerManifest(httpsProbe("startupProbe", addr)))
+			err := r.waitStaticPod(context.Background(), "kube-scheduler", "cp-1", "old", schedulerManifest(kubeadmProbe(addr)))
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("waitStaticPod: %v", err)
