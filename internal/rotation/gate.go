@@ -56,14 +56,18 @@ func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
 					logs = append(logs, verify.NodeLogs{Name: n.Name, Exec: n.Exec})
 				}
 			}
-			res, err := verify.ScanTLSErrors(ctx, logs, since, verify.ScanOptions{KubeletCommand: r.KubeletLog})
+			res, err := verify.ScanTLSErrors(ctx, logs, since, verify.ScanOptions{KubeletCommand: r.KubeletLog, Forgive: r.pairs.forgiven(since)})
 			if err != nil {
 				return "", fmt.Errorf("read the logs: %w", err)
 			}
 			if err := res.Err(); err != nil {
 				return "", err
 			}
-			done = append(done, fmt.Sprintf("no TLS errors in %d logs since %s", len(res.Scanned), since.Format(time.TimeOnly)))
+			clean := fmt.Sprintf("no TLS errors in %d logs since %s", len(res.Scanned), since.Format(time.TimeOnly))
+			if res.Forgiven > 0 {
+				clean += fmt.Sprintf(" (%d forgiven: logged while a certificate and its key were renamed)", res.Forgiven)
+			}
+			done = append(done, clean)
 
 			oldCA, newCA := r.M.Old[model.ClusterCA], r.M.New[model.ClusterCA]
 			served := oldCA

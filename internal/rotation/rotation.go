@@ -155,6 +155,10 @@ type Rotation struct {
 	Timeouts        Timeouts
 	Log             *slog.Logger
 
+	// pairs are the certificate-and-key pairs this run replaced, which
+	// the gates' log scan forgives a torn read of.
+	pairs pairWrites
+
 	// scanTokens reads a node's projected tokens; satoken.Scan unless a
 	// test sets it.
 	scanTokens func(context.Context, node.Executor) ([]satoken.Token, error)

@@ -255,7 +255,17 @@ func (r *Rotation) write(ctx context.Context, n *Node, s Stage, ps []string, ch 
 		}
 		wants[i] = w
 	}
+	return r.ensureOn(ctx, n, ps, wants, ch)
+}
+
+// ensureOn makes the paths on n hold wants and adds what changed to ch,
+// noting a certificate replaced together with its key for the gate.
+func (r *Rotation) ensureOn(ctx context.Context, n *Node, ps []string, wants []Want, ch *engine.Change) error {
+	start := r.now()
 	fcs, err := ensureAll(ctx, n.Exec, ps, wants)
+	if replacesPair(fcs) {
+		r.pairs.add(pairWrite{node: n.Name, from: start, to: r.now()})
+	}
 	if len(fcs) > 0 {
 		ch.Changed = true
 		ch.Files = append(ch.Files, fcs...)

@@ -96,10 +96,23 @@ func truncate(s string, n int) string {
 }
 
 // lineMatcher decides whether a line is a TLS error: it contains one of
-// patterns and none of ignore, all as case-sensitive substrings.
+// patterns and none of ignore, all as case-sensitive substrings. A
+// matching line that forgive covers is counted apart (see Forgiven).
 type lineMatcher struct {
 	patterns []string
 	ignore   []string
+	forgive  []Forgiven
+}
+
+// forgiven reports whether a matching line logged at t is one that forgive
+// covers. A line whose time we could not read is never forgiven.
+func (m lineMatcher) forgiven(t time.Time, line string) bool {
+	if t.IsZero() {
+		return false
+	}
+	return slices.ContainsFunc(m.forgive, func(f Forgiven) bool {
+		return f.Contains != "" && strings.Contains(line, f.Contains) && !t.Before(f.From) && !t.After(f.To)
+	})
 }
 
 func (m lineMatcher) match(line string) bool {
@@ -162,11 +175,22 @@ type hit struct {
 	Line string
 }
 
-// matches collects hits, keeping the first keep and counting all.
+// matches collects hits, keeping the first keep and counting all, and
+// counts the forgiven lines apart.
 type matches struct {
-	Keep  int
-	Hits  []hit
-	Total int
+	Keep     int
+	Hits     []hit
+	Total    int
+	Forgiven int
+}
+
+// take adds a matching line, or counts it as forgiven.
+func (m *matches) take(lm lineMatcher, h hit) {
+	if lm.forgiven(h.Time, h.Line) {
+		m.Forgiven++
+		return
+	}
+	m.add(h)
 }
 
 func (m *matches) add(h hit) {
@@ -198,7 +222,7 @@ func scanCRI(data []byte, since time.Time, m lineMatcher, keep int) criScan {
 	partial := map[string]*pending{}
 	emit := func(t time.Time, text string) {
 		if !t.Before(since) && m.match(text) {
-			out.Matches.add(hit{Time: t, Line: truncate(text, maxLineKept)})
+			out.Matches.take(m, hit{Time: t, Line: truncate(text, maxLineKept)})
 		}
 	}
 	for raw := range bytes.Lines(data) {
@@ -323,7 +347,7 @@ func scanKlog(data []byte, since time.Time, loc *time.Location, m lineMatcher, k
 		if old || !m.match(line) {
 			continue
 		}
-		out.add(hit{Time: entryTime, Line: truncate(line, maxLineKept)})
+		out.take(m, hit{Time: entryTime, Line: truncate(line, maxLineKept)})
 	}
 	return out
 }

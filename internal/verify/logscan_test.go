@@ -11,6 +11,7 @@ import (
 
 	"github.com/carotate/carotate/internal/node"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // nodeTree writes files under a node's root with a modification time, so
@@ -237,5 +238,89 @@ func TestScanOptionsDefaults(t *testing.T) {
 				t.Errorf("withDefaults mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestScanForgivesOnlyTheWindowOnTheNode: a TLS error that a pair write
+// caused is forgiven only on its node (or any node, when the window names
+// none), only inside the window, only with its text, and only when its time
+// can be read; everything else still fails the gate.
+func TestScanForgivesOnlyTheWindowOnTheNode(t *testing.T) {
+	since := fixedNow()
+	at := func(d time.Duration) time.Time { return since.Add(d) }
+	cri := func(d time.Duration, msg string) string {
+		return at(d).Format(time.RFC3339Nano) + " stderr F " + msg
+	}
+	const (
+		mismatch = "tls: private key does not match public key"
+		internal = "remote error: tls: internal error"
+		etcdLog  = "/var/log/pods/kube-system_etcd-%s_33333333/etcd/0.log"
+	)
+	rejected := func(why string) string {
+		return `{"level":"warn","msg":"rejected connection on peer endpoint","error":"` + why + `"}`
+	}
+	cp1, cp2 := newNodeTree(t), newNodeTree(t)
+	cp1.write(strings.ReplaceAll(etcdLog, "%s", "cp-1"), at(time.Hour),
+		cri(9*time.Second, rejected(mismatch)),                // before the window
+		cri(10*time.Second, rejected(mismatch)),               // at its start: forgiven
+		cri(11*time.Second, rejected(mismatch)),               // inside: forgiven
+		cri(11*time.Second, rejected("tls: bad certificate")), // another error: found
+		cri(12*time.Second, rejected(mismatch)),               // at its end: forgiven
+		cri(13*time.Second, rejected(mismatch)),               // after: found
+	)
+	cp1.write("/kubelet.log", at(time.Hour),
+		// No klog header: its time is unknown, so it is never forgiven.
+		"  "+mismatch)
+	cp2.write(strings.ReplaceAll(etcdLog, "%s", "cp-2"), at(time.Hour),
+		cri(11*time.Second, rejected(mismatch)), // the window is cp-1's: found
+		cri(11*time.Second, internal),           // any node's window: forgiven
+	)
+	cp2.write("/kubelet.log", at(time.Hour))
+
+	opts := ScanOptions{
+		KubeletCommand:  []string{"cat", "kubelet.log"},
+		KubeletTimeZone: time.UTC,
+		Forgive: []Forgiven{
+			{Node: "cp-1", Contains: mismatch, From: at(10 * time.Second), To: at(12 * time.Second)},
+			{Contains: internal, From: at(10 * time.Second), To: at(12 * time.Second)},
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := ScanTLSErrors(ctx, []NodeLogs{{Exec: cp1.exec("cp-1")}, {Exec: cp2.exec("cp-2")}}, since, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Forgiven != 4 {
+		t.Errorf("Forgiven = %d, want 4 (three on cp-1 inside its window, one internal error on cp-2)", got.Forgiven)
+	}
+	var lines []string
+	for _, f := range got.Findings {
+		lines = append(lines, f.Node+" "+f.Component+" "+f.Time.Sub(since).String()+" "+f.Line)
+	}
+	want := []string{
+		"cp-1 etcd 9s " + rejected(mismatch),
+		"cp-1 etcd 11s " + rejected("tls: bad certificate"),
+		"cp-2 etcd 11s " + rejected(mismatch),
+		"cp-1 etcd 13s " + rejected(mismatch),
+		"cp-1 kubelet " + time.Time{}.Sub(since).String() + "   " + mismatch,
+	}
+	if diff := cmp.Diff(want, lines, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+	if got.Total != len(want) {
+		t.Errorf("Total = %d, want %d", got.Total, len(want))
+	}
+	if got.Err() == nil {
+		t.Error("Err() = nil with unforgiven findings")
+	}
+
+	// Everything forgiven: the gate passes.
+	only := newNodeTree(t)
+	only.write(strings.ReplaceAll(etcdLog, "%s", "cp-1"), at(time.Hour), cri(11*time.Second, rejected(mismatch)))
+	only.write("/kubelet.log", at(time.Hour))
+	got, err = ScanTLSErrors(ctx, []NodeLogs{{Exec: only.exec("cp-1")}}, since, opts)
+	if err != nil || got.Err() != nil || got.Forgiven != 1 {
+		t.Errorf("all forgiven: err %v, Err() %v, Forgiven %d; want nil, nil, 1", err, got.Err(), got.Forgiven)
 	}
 }
