@@ -82,6 +82,9 @@ type Lifecycle struct {
 	dir   *state.Dir
 	state RecordState
 	now   func() time.Time
+	// finalized is the record of the last rotation when it was
+	// finalized, which a rerun of finalize reports.
+	finalized *state.Record
 }
 
 // OpenLifecycle reads the record in a cluster's state directory. With no
@@ -101,6 +104,9 @@ func OpenLifecycle(dir *state.Dir, now func() time.Time, toolVersion string) (*L
 			return nil, fmt.Errorf("load rotation record %s: %w", dir.Join(state.RecordFile), err)
 		}
 		l.Record, l.state, l.Fresh = rec, st, st.Closed()
+		if st == Completed {
+			l.finalized = &rec
+		}
 	}
 	if l.Fresh {
 		l.Record = state.Record{RotationID: state.NewRotationID(), StartedAt: now(), ToolVersion: toolVersion}
@@ -146,7 +152,13 @@ func (l *Lifecycle) Select(req Request) (Selection, error) {
 			sel.Nothing = fmt.Sprintf("Rotation %s has already finished %s; nothing to do.", id, l.state)
 		}
 	case Finalize:
-		if l.Fresh || done != Switched {
+		if f := l.finalized; f != nil {
+			sel.Nothing = fmt.Sprintf("Rotation %s was finalized at %s; nothing to do.", f.RotationID, f.UpdatedAt.UTC().Format(time.RFC3339))
+			return sel, nil
+		}
+		// After finalize's phase, only closing the record is left: a
+		// run that stopped between the two saves resumes to it.
+		if l.Fresh || (done != Switched && done != Finalized) {
 			return Selection{}, fmt.Errorf("%w: finalize needs a rotation that has switched to the new CA (record: %s); run `carotate rotate` first", ErrRefused, l.state)
 		}
 	case Rollback:

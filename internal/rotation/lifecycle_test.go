@@ -19,6 +19,8 @@ func TestSelect(t *testing.T) {
 		return &Lifecycle{Record: state.Record{RotationID: "r-test", Phase: s.Phase()}, state: s}
 	}
 	fresh := &Lifecycle{Record: state.Record{RotationID: "r-test"}, state: Started, Fresh: true}
+	finalized := &Lifecycle{Record: state.Record{RotationID: "r-new"}, state: Started, Fresh: true,
+		finalized: &state.Record{RotationID: "r-test", Phase: Completed.Phase(), UpdatedAt: time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)}}
 	type want struct {
 		from, to Stage
 		nothing  string // part of the message
@@ -41,7 +43,10 @@ func TestSelect(t *testing.T) {
 		{"finalize after switch", inProgress(SwitchDone), Request{Command: Finalize}, want{from: Switched, to: Finalized}},
 		{"finalize fresh", fresh, Request{Command: Finalize}, want{refused: "finalize needs a rotation that has switched to the new CA (record: none)"}},
 		{"finalize after trust", inProgress(TrustDone), Request{Command: Finalize}, want{refused: "(record: trust)"}},
-		{"finalize after finalize's phase", inProgress(FinalizeDone), Request{Command: Finalize}, want{refused: "(record: finalize)"}},
+		{"finalize after finalize's phase only closes the record", inProgress(FinalizeDone), Request{Command: Finalize}, want{from: Finalized, to: Finalized}},
+		{"finalize after a finalized rotation", finalized, Request{Command: Finalize}, want{nothing: "Rotation r-test was finalized at 2026-03-14T12:00:00Z; nothing to do."}},
+		{"rotate after a finalized rotation starts a new one", finalized, Request{Command: Rotate}, want{from: Original, to: Switched}},
+		{"rollback after a finalized rotation", finalized, Request{Command: Rollback}, want{refused: "a finalized rotation cannot be rolled back"}},
 		{"rollback fresh", fresh, Request{Command: Rollback}, want{refused: "no rotation in progress to roll back"}},
 		{"rollback of a started one undoes prepare", inProgress(Started), Request{Command: Rollback}, want{from: Original, to: Prepared}},
 		{"rollback after trust undoes switch too, which may be part way", inProgress(TrustDone), Request{Command: Rollback}, want{from: Original, to: Switched}},
@@ -148,6 +153,9 @@ func TestOpenLifecycle(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got := l.finalized != nil && l.finalized.RotationID == "r-old"; got != (tt.name == "finalized") {
+				t.Errorf("the finalized rotation kept: %+v", l.finalized)
 			}
 			if l.Fresh != tt.wantFresh || l.State() != tt.wantState {
 				t.Errorf("fresh %v, state %v; want %v, %v", l.Fresh, l.State(), tt.wantFresh, tt.wantState)
