@@ -102,7 +102,7 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, lockCS: lockCS, statusCS: statusCS, fail: fail, trust: trust}
 	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w", ErrIncomplete, err)
+		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w%s", ErrIncomplete, err, staleKubeconfig(o.StateDir, err))
 	}
 	s.clusterID = string(ks.UID)
 	if s.dir, err = s.openDir(o.StateDir, s.clusterID); err != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,13 +29,15 @@ type inProgress struct {
 // findInProgress reads every cluster's record under root. carotate's own
 // API client must trust the new CA of a rotation in progress: once the
 // switch is done the apiservers serve from it, and the operator's
-// kubeconfig may still hold only the old one.
-func findInProgress(root string) []inProgress {
+// kubeconfig may still hold only the old one. With finalized, a rotation
+// that was finalized counts too, after those in progress: a rerun of
+// finalize (or a rollback refused for it) must reach the cluster to say so.
+func findInProgress(root string, finalized bool) []inProgress {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil
 	}
-	var out []inProgress
+	var out, done []inProgress
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
@@ -50,7 +53,8 @@ func findInProgress(root string) []inProgress {
 		if err != nil || rec.RotationID == "" {
 			continue
 		}
-		if st, err := rotation.ParseRecordState(rec.Phase); err != nil || st.Closed() {
+		st, err := rotation.ParseRecordState(rec.Phase)
+		if err != nil || (st.Closed() && !(finalized && st == rotation.Completed)) {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(d.Path(), rec.RotationID)); err != nil {
@@ -64,9 +68,14 @@ func findInProgress(root string) []inProgress {
 		if err != nil {
 			continue
 		}
-		out = append(out, inProgress{clusterID: e.Name(), rec: rec, dir: rd, newCert: cert})
+		f := inProgress{clusterID: e.Name(), rec: rec, dir: rd, newCert: cert}
+		if st.Closed() {
+			done = append(done, f)
+		} else {
+			out = append(out, f)
+		}
 	}
-	return out
+	return append(out, done...)
 }
 
 // rotationAwareConfig is the kubeconfig's client configuration, trusting
@@ -79,7 +88,7 @@ func (o *rotationOptions) rotationAwareConfig(cmd rotation.Command) (*rest.Confi
 	if err != nil {
 		return nil, err
 	}
-	found := findInProgress(o.StateDir)
+	found := findInProgress(o.StateDir, cmd == rotation.Finalize || cmd == rotation.Rollback)
 	if len(found) == 0 {
 		return cfg, nil
 	}
@@ -171,4 +180,23 @@ func (o *rotationOptions) unsealNewCA(f inProgress) (*pki.CA, error) {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	return f.dir.LoadNewCA(model.ClusterCA, key)
+}
+
+// staleKubeconfig explains an apiserver certificate the kubeconfig does
+// not trust when a rotation carotate finalized signed it: the kubeconfig
+// is from before that rotation, and only a current one reaches the
+// cluster now. "" for any other error.
+func staleKubeconfig(root string, err error) string {
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) || unknown.Cert == nil {
+		return ""
+	}
+	for _, f := range findInProgress(root, true) {
+		if unknown.Cert.CheckSignatureFrom(f.newCert) != nil {
+			continue
+		}
+		return fmt.Sprintf("\nthe apiserver serves from the new cluster CA of rotation %s (record: %s), which this kubeconfig does not hold: it is from before the rotation. Use a current one, such as /etc/kubernetes/admin.conf on a control plane",
+			f.rec.RotationID, f.rec.Phase)
+	}
+	return ""
 }

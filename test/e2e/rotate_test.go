@@ -284,6 +284,16 @@ func TestRotateOneControlPlane(t *testing.T) {
 	t.Run("the killed rotation ends where an uninterrupted one does", func(t *testing.T) {
 		requireFinalizedBytes(t, l, material)
 	})
+	t.Run("a rerun of a finished finalize, with the old kubeconfig, changes nothing", func(t *testing.T) {
+		r.t = t
+		files := snapshot(t, l)
+		res := r.run("finalize", "--yes")
+		if res.code != 0 || !strings.Contains(res.stdout, "was finalized at") || !strings.Contains(res.stdout, "nothing to do") {
+			t.Errorf("rerun: exit %d, stdout %q", res.code, res.stdout)
+		}
+		requireSameFiles(t, "after a rerun of finalize", files, snapshot(t, l))
+	})
+	r.t = t
 	rotationEnd := time.Now()
 	checkAfterRotation(t, l, r, before, oldAdmin)
 
