@@ -167,11 +167,14 @@ func (e Env) withDefaults() Env {
 func (e Env) streams() IOStreams { return IOStreams{In: e.Stdin, Out: e.Stdout, ErrOut: e.Stderr} }
 
 // logger writes diagnostics to stderr; the report goes to stdout.
-func (e Env) logger() *slog.Logger {
+func (e Env) logger() *slog.Logger { return e.loggerTo(e.Stderr) }
+
+// loggerTo is the logger of the flags, writing to w.
+func (e Env) loggerTo(w io.Writer) *slog.Logger {
 	if e.log == nil {
-		return (&LogFlags{Format: LogText}).Logger(e.Stderr)
+		return (&LogFlags{Format: LogText}).Logger(w)
 	}
-	return e.log.Logger(e.Stderr)
+	return e.log.Logger(w)
 }
 
 // NewRootCommand builds the carotate command tree.

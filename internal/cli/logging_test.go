@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -8,10 +9,15 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/carotate/carotate/internal/engine"
 )
 
 // -v and --log-format shape check's stderr: at 0 the inventory lines as
@@ -103,5 +109,31 @@ func TestRequestsLoggedAtV6(t *testing.T) {
 		if strings.Contains(got, "CANARY-TOKEN") {
 			t.Errorf("-v %d: the bearer token is in the log:\n%s", v, got)
 		}
+	}
+}
+
+// TestLogSharesTheLiveTerminal: with stdout a terminal, a log line
+// written while a step's live line shows clears it first and draws it
+// again after, rather than running into it.
+func TestLogSharesTheLiveTerminal(t *testing.T) {
+	var tty bytes.Buffer
+	o := newRotationOptions(IOStreams{Out: &tty, ErrOut: &tty})
+	env := Env{Stdout: &tty, Stderr: &tty, StdoutIsTerminal: func() bool { return true }}
+	if err := o.Complete(env, pflag.NewFlagSet("t", pflag.ContinueOnError)); err != nil {
+		t.Fatal(err)
+	}
+	if o.term == nil {
+		t.Fatal("no live terminal with stdout a terminal")
+	}
+	rep := &engine.HumanReporter{W: o.Out, Live: true, Term: o.term}
+	rep.Report(engine.Event{Phase: "finalize", Step: "wait", Outcome: engine.Waiting, Detail: "the re-read", Duration: time.Second})
+	o.logger.Info("waiting", "left", "4m")
+	got := tty.String()
+	live := "[finalize] wait: waiting for the re-read (1.0s)"
+	if !strings.Contains(got, live+"\r\x1b[Ktime=") {
+		t.Errorf("the log line does not clear the live line first: %q", got)
+	}
+	if !strings.HasSuffix(got, "\n"+live) {
+		t.Errorf("the live line is not drawn again after the log line: %q", got)
 	}
 }

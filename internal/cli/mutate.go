@@ -113,7 +113,7 @@ func (s *session) reporter(output string) engine.Reporter {
 	if structured(output) {
 		return &engine.JSONReporter{W: s.o.Out, Rotation: s.lc.Record.RotationID, Now: s.o.now, YAML: output == OutputYAML}
 	}
-	return &engine.HumanReporter{W: s.o.Out, Live: s.o.liveProgress != nil && s.o.liveProgress()}
+	return &engine.HumanReporter{W: s.o.Out, Live: s.o.liveProgress != nil && s.o.liveProgress(), Term: s.o.term}
 }
 
 // failpoints tells the failpoints which phase the run is in, just before

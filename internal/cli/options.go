@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/carotate/carotate/internal/clusterstatus"
+	"github.com/carotate/carotate/internal/engine"
 	"github.com/carotate/carotate/internal/lock"
 	"github.com/carotate/carotate/internal/rotation"
 	"github.com/carotate/carotate/internal/workload"
@@ -67,6 +68,8 @@ type rotationOptions struct {
 	// liveProgress: stdout is a terminal, where a waiting step's line is
 	// rewritten in place.
 	liveProgress func() bool
+	// term is that terminal, which the log shares: set with liveProgress.
+	term *engine.LiveTerminal
 	// answers reads what is typed at the prompts, one reader for all of
 	// them, so that none swallows the next one's line.
 	answers *bufio.Reader
@@ -99,6 +102,10 @@ func (o *rotationOptions) Complete(env Env, flags *pflag.FlagSet) error {
 	o.gather, o.getenv, o.now, o.logger = env.Gather, env.Getenv, env.Now, env.logger()
 	o.interactive = env.IsTerminal
 	o.liveProgress = env.StdoutIsTerminal
+	if o.liveProgress != nil && o.liveProgress() && o.Out != nil {
+		o.term = engine.NewLiveTerminal(o.Out)
+		o.logger = env.loggerTo(o.term.Beside(env.Stderr))
+	}
 	if o.In == nil {
 		o.In = env.Stdin
 	}

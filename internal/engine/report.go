@@ -84,10 +84,13 @@ func (r *Recorder) Events() []Event {
 // because a terminal went away.
 //
 // Waiting events are shown only when Live (W is a terminal): as one line
-// rewritten in place, which the next event replaces.
+// rewritten in place, which the next event replaces. With Term, the
+// terminal that other writers share, the reporter writes through it and
+// W is not used.
 type HumanReporter struct {
 	W    io.Writer
 	Live bool
+	Term *LiveTerminal
 	err  error
 	// showing: a Waiting line is on the terminal, not yet replaced.
 	showing bool
@@ -97,6 +100,18 @@ type HumanReporter struct {
 const clearLine = "\r\x1b[K"
 
 func (h *HumanReporter) Report(e Event) {
+	if h.Term != nil {
+		var err error
+		if e.Outcome == Waiting {
+			err = h.Term.show(strings.TrimSuffix(HumanLine(e), "\n"))
+		} else {
+			err = h.Term.print(HumanLine(e))
+		}
+		if err != nil && h.err == nil {
+			h.err = fmt.Errorf("write progress: %w", err)
+		}
+		return
+	}
 	var out string
 	switch {
 	case e.Outcome == Waiting && !h.Live:
