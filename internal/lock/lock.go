@@ -47,7 +47,10 @@
 // every 2s, and reports on its channel a *LostError at once (someone else
 // holds the lock, or it was deleted) or an *UnrenewedError once half the
 // lease has passed without a successful renewal. Held says whether the lock
-// can still be relied on. A caller such as carotate rotate does:
+// can still be relied on. A holder about to take the API away for longer
+// than half the lease first lengthens it with SetDuration, so that the
+// lease itself tells everyone to wait longer, and shortens it afterwards.
+// A caller such as carotate rotate does:
 //
 //	lk, err := lock.AcquireWith(ctx, cs, lock.CurrentHolder(id), 2*time.Minute,
 //		lock.Options{Progress: func(msg string) { fmt.Fprintln(stderr, msg) }})
@@ -104,6 +107,10 @@ const (
 // DefaultPoll is how often Acquire re-reads a lease it is watching, and how
 // often Keep retries a failed renewal, unless Options say otherwise.
 const DefaultPoll = 2 * time.Second
+
+// renewTimeout bounds each of Keep's renewals, so that one sent while the
+// API was away does not hang past its return.
+const renewTimeout = 15 * time.Second
 
 // maxTries bounds how often Acquire looks at the lease again after a
 // conflict or a lease deleted under it.
@@ -275,16 +282,21 @@ func (o Options) withDefaults() Options {
 
 // Lock is a held rotation lock.
 type Lock struct {
-	client   kubernetes.Interface
-	holder   Holder
-	duration time.Duration
-	now      func() time.Time
-	clock    Clock
-	poll     time.Duration
+	client kubernetes.Interface
+	holder Holder
+	now    func() time.Time
+	clock  Clock
+	poll   time.Duration
 
-	mu      sync.Mutex
-	renewed time.Time // l.clock reading from before the last write that succeeded
-	lost    error     // what Keep reported; Held returns it from then on
+	// writing serializes the renewals, so that the duration a write
+	// carries and the one the lock is then judged by are the same.
+	writing sync.Mutex
+
+	mu       sync.Mutex
+	renewed  time.Time     // l.clock reading from before the last write that succeeded
+	duration time.Duration // the lease duration that write carried
+	want     time.Duration // the duration the next write carries (SetDuration)
+	lost     error         // what Keep reported; Held returns it from then on
 }
 
 // Holder is who holds it.
@@ -334,7 +346,7 @@ func acquire(ctx context.Context, client kubernetes.Interface, holder Holder, du
 		return nil, fmt.Errorf("acquire rotation lock: lease duration %s is shorter than a second", duration)
 	}
 	opts = opts.withDefaults()
-	l := &Lock{client: client, holder: holder, duration: duration, now: opts.Now, clock: opts.Clock, poll: opts.Poll}
+	l := &Lock{client: client, holder: holder, duration: duration, want: duration, now: opts.Now, clock: opts.Clock, poll: opts.Poll}
 	err := l.acquire(ctx, opts.Progress, alive)
 	var held *HeldError
 	if errors.As(err, &held) {
@@ -499,15 +511,22 @@ func (l *Lock) setRenewed(sent time.Time) {
 	}
 }
 
-func (l *Lock) sinceRenewed() time.Duration {
+// sinceRenewed is how long ago the last successful write was sent, and
+// the lease duration it carried.
+func (l *Lock) sinceRenewed() (since, duration time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.clock.Now().Sub(l.renewed)
+	return l.clock.Now().Sub(l.renewed), l.duration
 }
 
 // Renew moves the lease's renew time to now. It fails with a *LostError if
 // the lock is no longer ours.
 func (l *Lock) Renew(ctx context.Context) error {
+	l.writing.Lock()
+	defer l.writing.Unlock()
+	l.mu.Lock()
+	d := l.want
+	l.mu.Unlock()
 	leases := l.client.CoordinationV1().Leases(Namespace)
 	sent := l.clock.Now()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -523,29 +542,60 @@ func (l *Lock) Renew(ctx context.Context) error {
 		}
 		t := metav1.NewMicroTime(l.now())
 		cur.Spec.RenewTime = &t
-		cur.Spec.LeaseDurationSeconds = ptr(seconds(l.duration))
+		cur.Spec.LeaseDurationSeconds = ptr(seconds(d))
 		_, err = leases.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err == nil {
-		l.setRenewed(sent)
+		l.mu.Lock()
+		if sent.After(l.renewed) {
+			l.renewed = sent
+		}
+		l.duration = d
+		l.mu.Unlock()
 	}
 	return wrapOwn("renew", err)
 }
 
+// SetDuration has every renewal from now on write a lease duration of d,
+// and renews at once. The lock is judged by the duration the last
+// successful renewal wrote: a longer one only once it is in the lease
+// (nobody watching the lease waits longer than the lease says), a shorter
+// one as soon as it is. So a holder about to take the API away for longer
+// than half the lease (etcd restarting under a single kube-apiserver)
+// lengthens the lease first, and shortens it again once the API is back;
+// if that renewal fails, the next one that succeeds shortens it. The
+// error is the renewal's.
+func (l *Lock) SetDuration(ctx context.Context, d time.Duration) error {
+	if d < time.Second {
+		return fmt.Errorf("rotation lock %s/%s: lease duration %s is shorter than a second", Namespace, Name, d)
+	}
+	l.mu.Lock()
+	l.want = d
+	l.mu.Unlock()
+	return l.Renew(ctx)
+}
+
+// Duration is the lease duration the last successful write carried.
+func (l *Lock) Duration() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.duration
+}
+
 // Keep renews the lock every every (at most a quarter of the lease
 // duration; more is cut to that) until ctx is done. A failed renewal is
-// retried every poll (Options.Poll) until half the lease duration has
-// passed since the last successful one. The channel gets at most one
-// error, and then Keep stops: a *LostError at once when the lock is
+// retried every poll (Options.Poll), each try for at most renewTimeout,
+// until half the lease duration (the one the last successful renewal
+// wrote) has passed since it. The channel gets at most one error, and
+// then Keep stops: a *LostError at once when the lock is
 // someone else's or gone, or an *UnrenewedError when renewals kept failing
 // for half the lease. It is closed when Keep stops. From then on Held
 // returns that error. Cancel ctx when done (before Release) and call Keep
 // once per Lock.
 func (l *Lock) Keep(ctx context.Context, every time.Duration) <-chan error {
-	half := l.duration / 2
-	if every <= 0 || every > half/2 {
-		every = half / 2
+	if _, d := l.sinceRenewed(); every <= 0 || every > d/4 {
+		every = d / 4
 	}
 	out := make(chan error, 1)
 	go func() {
@@ -561,8 +611,8 @@ func (l *Lock) Keep(ctx context.Context, every time.Duration) <-chan error {
 				return
 			case <-l.clock.After(wait):
 			}
-			if left := half - l.sinceRenewed(); left > 0 {
-				rctx, cancel := context.WithTimeout(ctx, left)
+			if since, d := l.sinceRenewed(); since < d/2 {
+				rctx, cancel := context.WithTimeout(ctx, min(d/2-since, renewTimeout))
 				err := l.Renew(rctx)
 				cancel()
 				if ctx.Err() != nil {
@@ -579,12 +629,12 @@ func (l *Lock) Keep(ctx context.Context, every time.Duration) <-chan error {
 					return
 				}
 			}
-			since := l.sinceRenewed()
-			if since >= half {
-				l.report(out, &UnrenewedError{For: since.Round(time.Second), Lease: l.duration, Err: last})
+			since, d := l.sinceRenewed()
+			if since >= d/2 {
+				l.report(out, &UnrenewedError{For: since.Round(time.Second), Lease: d, Err: last})
 				return
 			}
-			wait = min(l.poll, half-since)
+			wait = min(l.poll, d/2-since)
 		}
 	}()
 	return out

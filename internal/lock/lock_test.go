@@ -456,7 +456,7 @@ func TestTakeOverCarriesTheWatchedResourceVersion(t *testing.T) {
 
 // held is a Lock held by me on clk since clk's now.
 func held(c *fake.Clientset, clk *fakeClock) *Lock {
-	return &Lock{client: c, holder: me, duration: 2 * time.Minute, now: clk.Now, clock: clk, poll: DefaultPoll, renewed: clk.Now()}
+	return &Lock{client: c, holder: me, duration: 2 * time.Minute, want: 2 * time.Minute, now: clk.Now, clock: clk, poll: DefaultPoll, renewed: clk.Now()}
 }
 
 func unavailable() error { return apierrors.NewServiceUnavailable("etcdserver: leader changed") }
@@ -750,4 +750,120 @@ func TestProcessAlive(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestSetDuration(t *testing.T) {
+	ctx := context.Background()
+	bobHolder, _ := ParseHolder(bob)
+	take := func(t *testing.T) (*fake.Clientset, *fakeClock, *Lock) {
+		t.Helper()
+		c := fake.NewClientset()
+		clk := newClock()
+		l, err := acquire(ctx, c, me, 2*time.Minute, options(clk, 0, nil), deadUnless(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, clk, l
+	}
+	leaseSeconds := func(t *testing.T, c *fake.Clientset) int32 {
+		t.Helper()
+		return *getLease(t, c).Spec.LeaseDurationSeconds
+	}
+	t.Run("lengthened: written to the lease, judged by it, and another carotate refused for it", func(t *testing.T) {
+		c, clk, l := take(t)
+		if err := l.SetDuration(ctx, 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if got := leaseSeconds(t, c); got != 600 {
+			t.Errorf("lease duration = %ds, want 600", got)
+		}
+		clk.advance(4*time.Minute + 59*time.Second)
+		if err := l.Held(); err != nil {
+			t.Errorf("Held 4m59s after lengthening to 10m = %v", err)
+		}
+		_, err := acquire(ctx, c, bobHolder, 2*time.Minute, options(clk, 0, nil), deadUnless(0))
+		var he *HeldError
+		if !errors.As(err, &he) || he.Expires.Sub(he.Now) != 5*time.Minute+time.Second {
+			t.Errorf("another carotate's Acquire = %v, want a *HeldError that expires in 5m1s", err)
+		}
+		clk.advance(time.Second)
+		var unrenewed *UnrenewedError
+		if err := l.Held(); !errors.As(err, &unrenewed) || unrenewed.Lease != 10*time.Minute {
+			t.Errorf("Held 5m after lengthening to 10m = %v, want an *UnrenewedError of a 10m lease", err)
+		}
+	})
+	t.Run("lengthening that fails: still judged by the shorter lease it wrote", func(t *testing.T) {
+		c, clk, l := take(t)
+		onGet(c, func(int) error { return unavailable() })
+		if err := l.SetDuration(ctx, 10*time.Minute); !apierrors.IsServiceUnavailable(err) {
+			t.Fatalf("SetDuration = %v, want the renewal's error", err)
+		}
+		if got := l.Duration(); got != 2*time.Minute {
+			t.Errorf("Duration = %s, want 2m0s", got)
+		}
+		clk.advance(time.Minute)
+		if err := l.Held(); err == nil {
+			t.Error("Held 1m after acquiring a 2m lease, whose lengthening failed = nil, want an *UnrenewedError")
+		}
+	})
+	t.Run("shortening that fails: judged by the longer lease until a renewal writes the shorter one", func(t *testing.T) {
+		c, clk, l := take(t)
+		if err := l.SetDuration(ctx, 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		down := true
+		onGet(c, func(int) error {
+			if down {
+				return unavailable()
+			}
+			return nil
+		})
+		if err := l.SetDuration(ctx, 2*time.Minute); err == nil {
+			t.Fatal("SetDuration with the API away = nil")
+		}
+		clk.advance(3 * time.Minute)
+		if err := l.Held(); err != nil {
+			t.Errorf("Held 3m after lengthening to 10m, its shortening failed = %v", err)
+		}
+		down = false
+		if err := l.Renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := leaseSeconds(t, c); got != 120 {
+			t.Errorf("lease duration after the next renewal = %ds, want 120", got)
+		}
+		clk.advance(time.Minute)
+		if err := l.Held(); err == nil {
+			t.Error("Held 1m after the renewal that wrote 2m = nil, want an *UnrenewedError")
+		}
+	})
+	t.Run("Keep retries for half the lengthened lease", func(t *testing.T) {
+		c, clk, l := take(t)
+		if err := l.SetDuration(ctx, 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		onGet(c, func(int) error { return unavailable() })
+		var got error
+		select {
+		case got = <-l.Keep(ctx, 30*time.Second):
+		case <-time.After(5 * time.Second):
+			t.Fatal("Keep did not stop")
+		}
+		var unrenewed *UnrenewedError
+		if !errors.As(got, &unrenewed) || unrenewed.For != 5*time.Minute {
+			t.Errorf("Keep reported %v, want an *UnrenewedError after 5m0s", got)
+		}
+		if w := clk.waited(); w != 5*time.Minute {
+			t.Errorf("Keep waited %s in all, want 5m0s", w)
+		}
+	})
+	t.Run("a duration under a second is refused", func(t *testing.T) {
+		c, _, l := take(t)
+		if err := l.SetDuration(ctx, 0); err == nil {
+			t.Error("SetDuration(0) = nil")
+		}
+		if got := leaseSeconds(t, c); got != 120 {
+			t.Errorf("lease duration = %ds, want 120 unchanged", got)
+		}
+	})
 }

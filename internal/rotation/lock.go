@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/carotate/carotate/internal/lock"
@@ -32,6 +34,9 @@ type Lock struct {
 	lk      *lock.Lock
 	ctx     context.Context
 	release func()
+
+	outages sync.Mutex
+	active  int // outages under way (Outage)
 }
 
 // TakeLock takes the rotation lock before anything is gathered, so that a
@@ -95,6 +100,71 @@ func (l *Lock) Refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 	defer cancel()
 	_ = l.lk.Renew(ctx)
+}
+
+// outageLease is the lock's lease while a step takes the API away on a
+// single control plane: etcd's restart under its only kube-apiserver kept
+// /readyz from 200 for 66 s on carotate's lab, longer than the half of
+// lockDuration a run may go unrenewed. Half of it, 5 minutes, covers the
+// static pod's wait (DefaultTimeouts.StaticPod, 4 minutes) and the
+// health wait after it; another carotate is told the lease expires that
+// much later, and the watch a takeover needs is that much longer.
+const outageLease = 10 * time.Minute
+
+// outageRetry bounds how long Outage tries to lengthen the lease.
+const outageRetry = 20 * time.Second
+
+// Outage lengthens the lease to outageLease before a step takes the API
+// away (what names it, for the error: "etcd on cp-1"), and end shortens it again once the
+// API is back and no other outage is under way. If the lease cannot be
+// lengthened, within outageRetry, the step must not start: the outage
+// would outlast the lock. If it cannot be shortened, the keeper's next
+// renewal shortens it. A nil Lock (a run without one) does nothing.
+func (l *Lock) Outage(ctx context.Context, what string) (end func(), err error) {
+	if l == nil {
+		return func() {}, nil
+	}
+	l.outages.Lock()
+	defer l.outages.Unlock()
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, outageRetry, true, func(ctx context.Context) (bool, error) {
+		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+		defer cancel()
+		last = l.lk.SetDuration(rctx, outageLease)
+		var lost *lock.LostError
+		if errors.As(last, &lost) {
+			return false, last
+		}
+		return last == nil, nil
+	})
+	if err != nil {
+		if last == nil {
+			last = err
+		}
+		if l.active == 0 {
+			// The lease was not lengthened: have the renewals go on
+			// writing lockDuration.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			_ = l.lk.SetDuration(rctx, lockDuration)
+			cancel()
+		}
+		return nil, fmt.Errorf("before restarting %s, which takes the API away: could not lengthen the rotation lock's lease to %s, so the lock could be lost during it; "+
+			"%s was not restarted: rerun when the API answers: %w", what, outageLease, what, last)
+	}
+	l.active++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.outages.Lock()
+			defer l.outages.Unlock()
+			if l.active--; l.active > 0 {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			_ = l.lk.SetDuration(ctx, lockDuration)
+		})
+	}, nil
 }
 
 // Release lets the lock go.

@@ -155,6 +155,10 @@ type Rotation struct {
 	Timeouts        Timeouts
 	Log             *slog.Logger
 
+	// lock is the rotation lock while a Run holds it (nil otherwise), for
+	// the steps that take the API away to lengthen its lease.
+	lock *Lock
+
 	// pairs are the certificate-and-key pairs this run replaced, which
 	// the gates' log scan forgives a torn read of.
 	pairs pairWrites

@@ -61,6 +61,8 @@ func (l *Lifecycle) Run(ctx context.Context, r *Rotation, sel Selection, o RunOp
 			return Result{}, err
 		}
 	}
+	r.lock = o.Lock
+	defer func() { r.lock = nil }()
 	runner := r.runner(o.Reporter, o.Parallelism)
 	runner.Journal, runner.Hook = j, r.stepHook(ctx, o.Lock, o.Hook)
 	if sel.Rollback() {

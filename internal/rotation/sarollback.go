@@ -108,6 +108,17 @@ func (r *Rotation) signWithOldKey(ctx context.Context, n *Node, ch *engine.Chang
 	if !ok {
 		return "", fmt.Errorf("node %s: %s: %w; it existed when carotate checked the node, so check that the backup is complete", n.Name, saKey, errNoOriginal)
 	}
+	if r.takesAPIAway(manifest.KubeAPIServer) {
+		if cur, err := Current(ctx, n.Exec, apiserverManifest); err != nil {
+			return "", err
+		} else if !cur.equal(want) {
+			end, err := r.lock.Outage(ctx, manifest.KubeAPIServer+" on "+n.Name)
+			if err != nil {
+				return "", err
+			}
+			defer end()
+		}
+	}
 	start := r.now()
 	keyWant := Want{Data: orig.Content, Mode: SecretMode, Secret: true}
 	if fc, changed, err := ensure(ctx, n.Exec, saKey, keyWant); err != nil {

@@ -284,6 +284,12 @@ func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *e
 		start           time.Time
 	}
 	var waits []pending
+	var endOutage func()
+	defer func() {
+		if endOutage != nil {
+			endOutage()
+		}
+	}()
 	for _, c := range t.pods() {
 		p := manifestOf(c).Path
 		w, err := r.M.At(t.node, p, s)
@@ -294,13 +300,20 @@ func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *e
 		if err != nil {
 			return nil, err
 		}
-		if c == manifest.Etcd {
-			// Only from a healthy cluster: with three members, never two
-			// down at once.
-			if cur, err := Current(ctx, t.node.Exec, p); err != nil {
+		if c == manifest.Etcd || r.takesAPIAway(c) {
+			cur, err := Current(ctx, t.node.Exec, p)
+			if err != nil {
 				return nil, err
-			} else if !cur.equal(w) {
+			}
+			if !cur.equal(w) && c == manifest.Etcd {
+				// Only from a healthy cluster: with three members, never
+				// two down at once.
 				if err := r.etcdHealthy(ctx, "restart etcd on "+t.node.Name); err != nil {
+					return nil, err
+				}
+			}
+			if !cur.equal(w) && r.takesAPIAway(c) && endOutage == nil {
+				if endOutage, err = r.lock.Outage(ctx, c+" on "+t.node.Name); err != nil {
 					return nil, err
 				}
 			}
@@ -344,6 +357,13 @@ func (r *Rotation) restartPods(ctx context.Context, t transition, s Stage, ch *e
 		did = append(did, fmt.Sprintf("%s restarted (%s)", p.component, r.since(p.start)))
 	}
 	return did, nil
+}
+
+// takesAPIAway says whether restarting component leaves the cluster
+// without an API for a while: kube-apiserver or etcd, with one control
+// plane.
+func (r *Rotation) takesAPIAway(component string) bool {
+	return r.M.OneAPIServer && (component == manifest.KubeAPIServer || component == manifest.Etcd)
 }
 
 // describe is the plan of a transition: each file's change and the
