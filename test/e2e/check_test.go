@@ -23,7 +23,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/carotate/carotate/internal/cli"
@@ -312,18 +311,7 @@ func checkWithOnlyItsRole(t *testing.T, l *lab.Lab, carotate string) {
 
 	kubeconfigFor := func(sa string) string {
 		token := kubectl("-n", "kube-system", "create", "token", sa, "--duration", "1h")
-		cfg, err := clientcmd.LoadFromFile(l.Kubeconfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range cfg.AuthInfos {
-			*a = clientcmdapi.AuthInfo{Token: token}
-		}
-		path := filepath.Join(t.TempDir(), sa+".conf")
-		if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		return kubeconfigAs(t, l, sa, clientcmdapi.AuthInfo{Token: token})
 	}
 	env := func(kubeconfig string) []string {
 		e := sshEnv(l, l.KnownHosts())

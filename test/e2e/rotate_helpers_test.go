@@ -42,6 +42,8 @@ type rotator struct {
 	// backupKey is the --backup-key file, apart from the state directory
 	// as carotate requires.
 	backupKey string
+	// kubeconfig is what carotate runs with, "" for the lab's admin.conf.
+	kubeconfig string
 }
 
 func newRotator(t *testing.T, l *lab.Lab) *rotator {
@@ -62,6 +64,13 @@ func (r *rotator) command(args ...string) *exec.Cmd {
 	}
 	cmd := exec.Command(r.bin, args...)
 	cmd.Env = sshEnv(r.l, r.l.KnownHosts())
+	if r.kubeconfig != "" {
+		for i, v := range cmd.Env {
+			if strings.HasPrefix(v, "KUBECONFIG=") {
+				cmd.Env[i] = "KUBECONFIG=" + r.kubeconfig
+			}
+		}
+	}
 	return cmd
 }
 

@@ -374,6 +374,8 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	// certificate through a CSR, and a copy of admin.conf.
 	janeCert, janeKey := issueOutside(t, l.Kubeconfig())
 	writeOutsideConf(t, l, cp1.Name)
+	// jane rotates, with deploy/rbac/rotate.yaml alone.
+	runAsRotateRole(t, r, "jane", janeCert, janeKey)
 	oldCAPath, _ := l.NodePath(cp1.Name, rotation.PKIDir+"/ca.crt")
 	oldCAPEM, err := os.ReadFile(oldCAPath)
 	if err != nil {
