@@ -340,7 +340,6 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	t.Run("the plan is the golden one", func(t *testing.T) { checkPlanGolden(t, r, "3+1-all", "--roots=all") })
 	cp1 := l.ControlPlaneNodes()[0]
 	oldEtcd := copyEtcdCreds(t, l, cp1.Name)
-	keysBefore := etcdKeys(t, oldEtcd, etcdURL(cp1))
 	t.Run("plan --output json is one event per step", func(t *testing.T) {
 		r.t = t
 		res := r.run("plan", "--output", "json")
@@ -376,6 +375,8 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	writeOutsideConf(t, l, cp1.Name)
 	// jane rotates, with deploy/rbac/rotate.yaml alone.
 	runAsRotateRole(t, r, "jane", janeCert, janeKey)
+	// Counted after the role and its binding, the test's own objects.
+	keysBefore := etcdKeys(t, oldEtcd, etcdURL(cp1))
 	oldCAPath, _ := l.NodePath(cp1.Name, rotation.PKIDir+"/ca.crt")
 	oldCAPEM, err := os.ReadFile(oldCAPath)
 	if err != nil {
