@@ -524,7 +524,8 @@ func CABundles(c model.Cluster, _ Options) []Finding {
 			seen[cert.SPKISHA256] = true
 			out = append(out, Finding{ID: "cabundle-rotates-along", Severity: Warning, Subject: Describe(b.Location),
 				Message: fmt.Sprintf("carries the %s: its server presents a certificate from a CA being rotated", CAName(ca)),
-				Action:  "it must get the new CA during trust and lose the old one at finalize; make sure whoever manages it (an operator, cert-manager, a Helm chart) will do that"})
+				Action: "carotate adds the new CA beside the old one at trust, and removes the old one at finalize once a TLS handshake shows its server presents a certificate the new CA verifies: " +
+					"reissue that certificate from the new CA after switch; a caBundle that a controller injects (cert-manager's inject-ca-from annotation) is left to that controller, and whoever manages the object (an operator, a Helm chart) must not put the old bundle back"})
 		}
 	}
 	out = append(out, retiredInBundles(c)...)

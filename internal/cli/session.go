@@ -10,6 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -32,6 +33,7 @@ type session struct {
 	set       rotationSettings
 	cfg       *rest.Config
 	cs        kubernetes.Interface
+	dyn       dynamic.Interface
 	lockCS    kubernetes.Interface // the rotation lock's client: see lockConfig
 	statusCS  kubernetes.Interface // the status ConfigMap's and Events' client
 	pub       *clusterstatus.Publisher
@@ -99,7 +101,11 @@ func (o *rotationOptions) openState(ctx context.Context, cmd rotation.Command, s
 	if err != nil {
 		return nil, err
 	}
-	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, lockCS: lockCS, statusCS: statusCS, fail: fail, trust: trust}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{o: o, cmd: cmd, set: set, cfg: cfg, cs: cs, dyn: dyn, lockCS: lockCS, statusCS: statusCS, fail: fail, trust: trust}
 	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: read namespace kube-system (its uid names the cluster's state directory): %w%s", ErrIncomplete, err, staleKubeconfig(o.StateDir, err))
@@ -178,7 +184,7 @@ func (s *session) openCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Endpoints: endpoints,
+	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Dynamic: s.dyn, Endpoints: endpoints,
 		KubeletRestart: kubeletRestart, KubeletLog: kubeletLog,
 		ReloadWait: s.set.reloadWait, FinalizeStarted: rec.FinalizeStartedAt, Clock: o.now, Log: o.logger,
 		RestartOldTokenPods: s.set.restartOldTokenPods, WorkloadConcurrency: s.set.workloadConcurrency}

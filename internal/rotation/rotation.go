@@ -23,7 +23,9 @@
 //     kube-apiserver reloads its trust files itself and restarts only when
 //     the service-account key rotates too (sakey.go, sarollback.go).
 //  2. Wait until every namespace's kube-root-ca.crt holds old+new.
-//  3. cluster-info holds old+new, so joins with either hash work.
+//  3. cluster-info holds old+new, so joins with either hash work; every
+//     webhook, APIService and CRD-conversion caBundle that holds an old CA
+//     gets the new one beside it (cabundles.go).
 //  4. Workers, in parallel: ca.crt (the kubelet's clientCAFile, reloaded)
 //     and kubelet.conf trust old+new; the kubelet restarts.
 //  5. Restart workloads whose pods started before the bundle reached them:
@@ -43,15 +45,17 @@
 //     certificate.
 //
 // finalize: the old CA is distrusted, and the layout is kubeadm's again.
-//  1. Make sure nothing carotate can see still presents the old CA, and
-//     that the apiserver has re-read apiserver-kubelet-client.crt (it
-//     polls that file every 5 minutes).
+//  1. Make sure nothing carotate can see still presents the old CA (nor
+//     a webhook or aggregated API server behind a caBundle that will lose
+//     it: a fresh handshake each, cabundlegate.go), and that the apiserver
+//     has re-read apiserver-kubelet-client.crt (it polls that file every 5
+//     minutes).
 //  2. Per control-plane node: trust files and kubeconfigs new-only, KCM and
 //     scheduler manifests byte-for-byte as kubeadm wrote them (restart),
 //     carotate's files removed; the kubelet restarts.
 //  3. kube-root-ca.crt new-only everywhere; cluster-info new-only;
 //     extension-apiserver-authentication cleaned of the old CAs (the
-//     apiserver only ever adds to it).
+//     apiserver only ever adds to it); the caBundles lose the old CAs.
 //  4. Workers: new-only, kubelet restarted.
 //
 // The node steps are built from the catalogue (catalogue.go): each moves
@@ -88,8 +92,7 @@
 //   - cloud-controller-manager --root-ca-file, and kube-apiserver
 //     --kubelet-certificate-authority where set: check reports both as
 //     blocking (check.UnhandledTrust), so a rotation refuses to start;
-//   - caBundles of webhooks, APIServices and CRD conversion, and
-//     aggregated API servers that trust the front-proxy CA (#12).
+//   - aggregated API servers that trust the front-proxy CA (#12).
 //
 // A gate after each phase verifies the cluster before the next one.
 // Rollback runs the same steps' undos in reverse, from any stage before
@@ -105,6 +108,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/carotate/carotate/internal/engine"
@@ -130,6 +134,9 @@ type Rotation struct {
 	Store  *Store
 	Nodes  []*Node
 	Client kubernetes.Interface
+	// Dynamic reads and writes the caBundles of APIServices and CRDs;
+	// nil leaves them alone (webhook configurations go through Client).
+	Dynamic dynamic.Interface
 	// Endpoints are every kube-apiserver (host:port), and the address
 	// clients use (a load balancer), for the gates' handshakes.
 	Endpoints []string
@@ -232,7 +239,7 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	} else {
 		trust = append(trust, r.nodeSteps(cps, Trusted)...)
 	}
-	trust = append(trust, r.rootCAStep(Trusted), r.clusterInfoStep(Trusted))
+	trust = append(trust, r.rootCAStep(Trusted), r.clusterInfoStep(Trusted), r.caBundlesStep(Trusted))
 	trust = append(trust, r.nodeSteps(workers, Trusted)...)
 	trust = append(trust, r.workloadsStep())
 	if sa {
@@ -249,12 +256,12 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	switchSteps = append(switchSteps, r.kubeadmCertsStep())
 	switchSteps = append(switchSteps, r.nodeSteps(workers, Switched)...)
 
-	finalize = append(finalize, r.newOnlyPodsStep(), r.nothingOldStep(), r.reloadWaitStep())
+	finalize = append(finalize, r.newOnlyPodsStep(), r.nothingOldStep(), r.bundleServersStep(), r.reloadWaitStep())
 	if sa {
 		finalize = append(finalize, r.oldTokensStep())
 	}
 	finalize = append(finalize, r.nodeSteps(cps, Finalized)...)
-	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep())
+	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep(), r.caBundlesStep(Finalized))
 	finalize = append(finalize, r.nodeSteps(workers, Finalized)...)
 
 	return []engine.Phase[*Rotation]{

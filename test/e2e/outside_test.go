@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -174,13 +175,19 @@ func checkFinalizeRefusesOutside(t *testing.T, r *rotator, l *lab.Lab, node stri
 }
 
 // oldCAWebhook is a ValidatingWebhookConfiguration whose caBundle is the
-// cluster CA before the rotation: whoever manages it never adds the new CA
-// nor removes the old. It matches no request (a resource nothing serves,
-// failurePolicy Ignore), so it never calls its missing service.
-const oldCAWebhook = "e2e-old-ca"
+// cluster CA before the rotation, and which says a controller injects its
+// bundle (cert-manager's annotation), so carotate leaves it alone; that
+// controller never comes, so it keeps the old CA. carriedWebhook has the
+// same bundle and no such annotation: carotate carries it along. Both
+// match no request (a resource nothing serves, failurePolicy Ignore), and
+// their service does not exist, so nothing calls it.
+const (
+	oldCAWebhook   = "e2e-old-ca"
+	carriedWebhook = "e2e-carried"
+)
 
-// createOldCAWebhook creates oldCAWebhook with caPEM, and returns the
-// SHA-256 of that CA's public key.
+// createOldCAWebhook creates oldCAWebhook and carriedWebhook with caPEM,
+// and returns the SHA-256 of that CA's public key.
 func createOldCAWebhook(t *testing.T, kubeconfig string, caPEM []byte) string {
 	t.Helper()
 	ca, err := pki.ParseCertificatePEM("ca.crt", caPEM)
@@ -188,21 +195,52 @@ func createOldCAWebhook(t *testing.T, kubeconfig string, caPEM []byte) string {
 		t.Fatal(err)
 	}
 	ignore, none, path := admissionv1.Ignore, admissionv1.SideEffectClassNone, "/validate"
-	_, err = clientFor(t, kubeconfig).AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), &admissionv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: oldCAWebhook},
-		Webhooks: []admissionv1.ValidatingWebhook{{
-			Name:                    "widgets.e2e.carotate.io",
-			ClientConfig:            admissionv1.WebhookClientConfig{CABundle: caPEM, Service: &admissionv1.ServiceReference{Namespace: "default", Name: "nowhere", Path: &path}},
-			Rules:                   []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create}, Rule: admissionv1.Rule{APIGroups: []string{"e2e.carotate.io"}, APIVersions: []string{"v1"}, Resources: []string{"widgets"}}}},
-			FailurePolicy:           &ignore,
-			SideEffects:             &none,
-			AdmissionReviewVersions: []string{"v1"},
-		}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create ValidatingWebhookConfiguration %s: %v", oldCAWebhook, err)
+	for name, annotations := range map[string]map[string]string{
+		oldCAWebhook:   {"cert-manager.io/inject-ca-from": "default/nowhere"},
+		carriedWebhook: nil,
+	} {
+		_, err = clientFor(t, kubeconfig).AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), &admissionv1.ValidatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
+			Webhooks: []admissionv1.ValidatingWebhook{{
+				Name:                    "widgets.e2e.carotate.io",
+				ClientConfig:            admissionv1.WebhookClientConfig{CABundle: caPEM, Service: &admissionv1.ServiceReference{Namespace: "default", Name: "nowhere", Path: &path}},
+				Rules:                   []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create}, Rule: admissionv1.Rule{APIGroups: []string{"e2e.carotate.io"}, APIVersions: []string{"v1"}, Resources: []string{"widgets"}}}},
+				FailurePolicy:           &ignore,
+				SideEffects:             &none,
+				AdmissionReviewVersions: []string{"v1"},
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create ValidatingWebhookConfiguration %s: %v", name, err)
+		}
 	}
 	return pki.SPKIFingerprint(ca)
+}
+
+// checkWebhookBundles: carriedWebhook's caBundle holds want (the CAs'
+// certificates, in order), and oldCAWebhook's still holds only old.
+func checkWebhookBundles(t *testing.T, kubeconfig, when string, old *x509.Certificate, want ...*x509.Certificate) {
+	t.Run("caBundles "+when, func(t *testing.T) {
+		for name, w := range map[string][]*x509.Certificate{carriedWebhook: want, oldCAWebhook: {old}} {
+			c, err := clientFor(t, kubeconfig).AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := pki.ParseCertificatesPEM(name, c.Webhooks[0].ClientConfig.CABundle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subjects := func(cs []*x509.Certificate) (out []string) {
+				for _, c := range cs {
+					out = append(out, c.Subject.String()+" "+pki.SPKIFingerprint(c))
+				}
+				return out
+			}
+			if diff := cmp.Diff(subjects(w), subjects(got)); diff != "" {
+				t.Errorf("%s caBundle %s (-want +got):\n%s", name, when, diff)
+			}
+		}
+	})
 }
 
 // checkRetiredCAReported: after finalize, the status ConfigMap lists the
@@ -232,7 +270,9 @@ func checkRetiredCAReported(t *testing.T, l *lab.Lab, r *rotator, kubeconfig, ol
 			t.Errorf("no cabundle-retired-ca finding; findings: %+v", report.Findings)
 		}
 	})
-	if err := clientFor(t, kubeconfig).AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), oldCAWebhook, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{oldCAWebhook, carriedWebhook} {
+		if err := clientFor(t, kubeconfig).AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -383,6 +383,10 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldCASPKI := createOldCAWebhook(t, l.Kubeconfig(), oldCAPEM)
+	oldCA, err := pki.ParseCertificatePEM("ca.crt", oldCAPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var outputs, logs []string
 	for _, args := range append([][]string{rotateArgs}, finalizes...) {
 		if args[0] == "finalize" {
@@ -410,6 +414,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		}
 		if args[0] == "rotate" {
 			checkServedToRoot(t, l, rootPath, "after switch")
+			checkWebhookBundles(t, l.Kubeconfig(), "after switch", oldCA, oldCA, nodeCA(t, l, cp1.Name))
 		}
 	}
 	checkServedToRoot(t, l, rootPath, "after finalize")
@@ -420,6 +425,7 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	lb.close()
 	quorum.close()
 	newAdmin, _ := l.NodePath(cp1.Name, rotation.KubernetesDir+"/admin.conf")
+	checkWebhookBundles(t, newAdmin, "after finalize", oldCA, nodeCA(t, l, cp1.Name))
 	checkRetiredCAReported(t, l, r, newAdmin, oldCASPKI)
 	checkAfterRotation(t, l, r, before, oldAdmin)
 	checkServiceAccountKeyRotated(t, l, oldToken)
@@ -686,4 +692,19 @@ func checkStatusInCluster(t *testing.T, l *lab.Lab, id, command, want string) {
 			break
 		}
 	}
+}
+
+// nodeCA is the first certificate of the node's ca.crt: the CA that signs.
+func nodeCA(t *testing.T, l *lab.Lab, nodeName string) *x509.Certificate {
+	t.Helper()
+	p, _ := l.NodePath(nodeName, rotation.PKIDir+"/ca.crt")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pki.ParseCertificatesPEM(p, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
 }
