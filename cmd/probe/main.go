@@ -9,9 +9,13 @@
 //
 //	probe [--interval 500ms] [--timeout 3s] [--summary-every 5s] [--listen :8080]
 //	probe idle [--listen :8080]
+//	probe webhook [--listen :8443] [--cert /tls/tls.crt] [--key /tls/tls.key]
 //
 // "idle" only serves /healthz and waits: the image of the workload that a
-// PodDisruptionBudget protects in drain tests.
+// PodDisruptionBudget protects in drain tests. "webhook" is a validating
+// admission webhook over TLS (POST /validate) that allows everything but
+// objects annotated e2e.carotate.io/deny; it reads its certificate and
+// key at each handshake.
 //
 // The pod needs POD_NAMESPACE (or the service account's namespace file),
 // NODE_NAME and POD_NAME from the downward API, and a Role that allows get
@@ -23,6 +27,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,6 +61,8 @@ const (
 // options are the command line.
 type options struct {
 	idle         bool
+	webhook      bool
+	cert, key    string
 	listen       string
 	interval     time.Duration
 	timeout      time.Duration
@@ -65,12 +72,18 @@ type options struct {
 // parseArgs reads the command line; usage errors are printed to stderr.
 func parseArgs(args []string, stderr io.Writer) (options, error) {
 	var opts options
+	listen := ":8080"
 	if len(args) > 0 && args[0] == "idle" {
 		opts.idle, args = true, args[1:]
 	}
+	if len(args) > 0 && args[0] == "webhook" {
+		opts.webhook, args, listen = true, args[1:], ":8443"
+	}
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&opts.listen, "listen", ":8080", "address for GET /stats and GET /healthz")
+	fs.StringVar(&opts.listen, "listen", listen, "address for GET /stats and GET /healthz (webhook: POST /validate, over TLS)")
+	fs.StringVar(&opts.cert, "cert", "/tls/tls.crt", "webhook: the serving certificate")
+	fs.StringVar(&opts.key, "key", "/tls/tls.key", "webhook: its key")
 	fs.DurationVar(&opts.interval, "interval", probe.DefaultInterval, "time between attempts")
 	fs.DurationVar(&opts.timeout, "timeout", probe.DefaultTimeout, "timeout of one attempt")
 	fs.DurationVar(&opts.summaryEvery, "summary-every", probe.DefaultSummaryEvery, "time between summary records")
@@ -78,7 +91,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		return options{}, err
 	}
 	if fs.NArg() > 0 {
-		err := fmt.Errorf("unexpected argument %q: the only mode is \"idle\"", fs.Arg(0))
+		err := fmt.Errorf("unexpected argument %q: the modes are \"idle\" and \"webhook\"", fs.Arg(0))
 		fmt.Fprintln(stderr, err)
 		return options{}, err
 	}
@@ -110,6 +123,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if opts.idle {
 		serveHTTP(ctx, ln, probe.HealthMux(), logger)
+		return exitOK
+	}
+	if opts.webhook {
+		ln = tls.NewListener(ln, &tls.Config{GetCertificate: probe.FileCertificate(opts.cert, opts.key), MinVersion: tls.VersionTLS12})
+		serveHTTP(ctx, ln, probe.WebhookMux(), logger)
 		return exitOK
 	}
 	if err := runProbe(ctx, ln, getenv, stdout, logger, opts); err != nil {

@@ -20,7 +20,7 @@ import (
 )
 
 func TestParseArgs(t *testing.T) {
-	defaults := options{listen: ":8080", interval: probe.DefaultInterval, timeout: probe.DefaultTimeout, summaryEvery: probe.DefaultSummaryEvery}
+	defaults := options{listen: ":8080", cert: "/tls/tls.crt", key: "/tls/tls.key", interval: probe.DefaultInterval, timeout: probe.DefaultTimeout, summaryEvery: probe.DefaultSummaryEvery}
 	tests := []struct {
 		name    string
 		args    []string
@@ -31,9 +31,10 @@ func TestParseArgs(t *testing.T) {
 		{
 			name: "all flags",
 			args: []string{"--interval", "250ms", "--timeout=1s", "--summary-every", "10s", "--listen", "127.0.0.1:9090"},
-			want: options{listen: "127.0.0.1:9090", interval: 250 * time.Millisecond, timeout: time.Second, summaryEvery: 10 * time.Second},
+			want: options{listen: "127.0.0.1:9090", cert: defaults.cert, key: defaults.key, interval: 250 * time.Millisecond, timeout: time.Second, summaryEvery: 10 * time.Second},
 		},
-		{name: "idle", args: []string{"idle", "--listen", ":8081"}, want: options{idle: true, listen: ":8081", interval: defaults.interval, timeout: defaults.timeout, summaryEvery: defaults.summaryEvery}},
+		{name: "idle", args: []string{"idle", "--listen", ":8081"}, want: options{idle: true, listen: ":8081", cert: defaults.cert, key: defaults.key, interval: defaults.interval, timeout: defaults.timeout, summaryEvery: defaults.summaryEvery}},
+		{name: "webhook", args: []string{"webhook", "--cert", "/c", "--key", "/k"}, want: options{webhook: true, listen: ":8443", cert: "/c", key: "/k", interval: defaults.interval, timeout: defaults.timeout, summaryEvery: defaults.summaryEvery}},
 		{name: "unknown mode", args: []string{"busy"}, wantErr: true},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: true},
 		{name: "zero interval", args: []string{"--interval", "0s"}, wantErr: true},

@@ -387,11 +387,13 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	startLabWebhook(t, l, l.Kubeconfig(), cp1.Name)
 	var outputs, logs []string
 	for _, args := range append([][]string{rotateArgs}, finalizes...) {
 		if args[0] == "finalize" {
 			checkFinalizeRefusesOutside(t, r, l, cp1.Name, args, janeCert, janeKey)
 			args = append(slices.Clone(args), "--yes")
+			checkFinalizeRefusesStaleWebhook(t, r, l, cp1.Name, args)
 		}
 		res := r.run(args...)
 		outputs, logs = append(outputs, res.stdout), append(logs, res.stderr)
@@ -415,6 +417,9 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 		if args[0] == "rotate" {
 			checkServedToRoot(t, l, rootPath, "after switch")
 			checkWebhookBundles(t, l.Kubeconfig(), "after switch", oldCA, oldCA, nodeCA(t, l, cp1.Name))
+			if ok, err := webhookAnswers(l.Kubeconfig()); !ok {
+				t.Errorf("after rotate, the webhook with a certificate from the old CA does not answer: %v", err)
+			}
 		}
 	}
 	checkServedToRoot(t, l, rootPath, "after finalize")
@@ -426,6 +431,9 @@ func TestRotateThreeControlPlanes(t *testing.T) {
 	quorum.close()
 	newAdmin, _ := l.NodePath(cp1.Name, rotation.KubernetesDir+"/admin.conf")
 	checkWebhookBundles(t, newAdmin, "after finalize", oldCA, nodeCA(t, l, cp1.Name))
+	if ok, err := webhookAnswers(newAdmin); !ok {
+		t.Errorf("after finalize, the webhook with a certificate from the new CA does not answer: %v", err)
+	}
 	checkRetiredCAReported(t, l, r, newAdmin, oldCASPKI)
 	checkAfterRotation(t, l, r, before, oldAdmin)
 	checkServiceAccountKeyRotated(t, l, oldToken)
