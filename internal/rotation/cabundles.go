@@ -319,55 +319,23 @@ func (r *Rotation) updateBundles(ctx context.Context, kind, name string, s Stage
 		}
 		return pki.BuildBundle(want...), nil
 	}
-	webhooks := func(annotations map[string]string, ccs []*admissionv1.WebhookClientConfig, names []string) error {
-		if injectedBy(annotations) != "" {
-			return nil
-		}
-		for i, cc := range ccs {
-			if len(cc.CABundle) == 0 {
-				continue
-			}
-			b, err := carry("webhooks["+names[i]+"].clientConfig.caBundle", cc.CABundle)
-			if err != nil {
-				return err
-			}
-			cc.CABundle = b
-		}
-		return nil
-	}
 	switch kind {
 	case kindValidatingWebhook:
 		api := r.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-		c, err := api.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		var ccs []*admissionv1.WebhookClientConfig
-		var names []string
-		for i := range c.Webhooks {
-			ccs, names = append(ccs, &c.Webhooks[i].ClientConfig), append(names, c.Webhooks[i].Name)
-		}
-		if err := webhooks(c.Annotations, ccs, names); err != nil {
-			return err
-		}
-		_, err = api.Update(ctx, c, metav1.UpdateOptions{})
-		return err
+		return carryWebhooks(ctx, api.Get, api.Update, name, carry, func(c *admissionv1.ValidatingWebhookConfiguration) (out []namedConfig) {
+			for i := range c.Webhooks {
+				out = append(out, namedConfig{c.Webhooks[i].Name, &c.Webhooks[i].ClientConfig})
+			}
+			return out
+		})
 	case kindMutatingWebhook:
 		api := r.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-		c, err := api.Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		var ccs []*admissionv1.WebhookClientConfig
-		var names []string
-		for i := range c.Webhooks {
-			ccs, names = append(ccs, &c.Webhooks[i].ClientConfig), append(names, c.Webhooks[i].Name)
-		}
-		if err := webhooks(c.Annotations, ccs, names); err != nil {
-			return err
-		}
-		_, err = api.Update(ctx, c, metav1.UpdateOptions{})
-		return err
+		return carryWebhooks(ctx, api.Get, api.Update, name, carry, func(c *admissionv1.MutatingWebhookConfiguration) (out []namedConfig) {
+			for i := range c.Webhooks {
+				out = append(out, namedConfig{c.Webhooks[i].Name, &c.Webhooks[i].ClientConfig})
+			}
+			return out
+		})
 	}
 	gvr, path := apiServiceGVR, []string{"spec", "caBundle"}
 	if kind == kindCRD {
@@ -394,6 +362,39 @@ func (r *Rotation) updateBundles(ctx context.Context, kind, name string, s Stage
 		return err
 	}
 	_, err = api.Update(ctx, it, metav1.UpdateOptions{})
+	return err
+}
+
+// namedConfig is one webhook's client config in a configuration.
+type namedConfig struct {
+	name string
+	cc   *admissionv1.WebhookClientConfig
+}
+
+// carryWebhooks reads a webhook configuration and writes what carry
+// makes of each webhook's caBundle, unless a controller injects them.
+func carryWebhooks[T metav1.Object](ctx context.Context,
+	get func(context.Context, string, metav1.GetOptions) (T, error),
+	update func(context.Context, T, metav1.UpdateOptions) (T, error),
+	name string, carry func(field string, data []byte) ([]byte, error), hooks func(T) []namedConfig) error {
+	c, err := get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if injectedBy(c.GetAnnotations()) != "" {
+		return nil
+	}
+	for _, h := range hooks(c) {
+		if len(h.cc.CABundle) == 0 {
+			continue
+		}
+		b, err := carry("webhooks["+h.name+"].clientConfig.caBundle", h.cc.CABundle)
+		if err != nil {
+			return err
+		}
+		h.cc.CABundle = b
+	}
+	_, err = update(ctx, c, metav1.UpdateOptions{})
 	return err
 }
 
