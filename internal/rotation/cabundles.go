@@ -280,7 +280,7 @@ func dynamicField(kind string, it unstructured.Unstructured, path []string) (bun
 // update per object carrying the resourceVersion it read, and says which
 // fields it changed.
 func (r *Rotation) setBundles(ctx context.Context, s Stage) (engine.Change, error) {
-	carried, _, err := r.bundleChanges(ctx, s)
+	carried, injected, err := r.bundleChanges(ctx, s)
 	if err != nil {
 		return engine.Change{}, err
 	}
@@ -301,6 +301,9 @@ func (r *Rotation) setBundles(ctx context.Context, s Stage) (engine.Change, erro
 	}
 	if len(objs) > 0 {
 		ch.Detail = "updated " + strings.Join(objs, ", ")
+		if d := bundlesDetail(nil, injected); d != "" && len(injected) > 0 {
+			ch.Detail += "; " + d
+		}
 	}
 	return ch, nil
 }
