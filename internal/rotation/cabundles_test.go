@@ -121,6 +121,16 @@ func webhookConfig(name string, annotations map[string]string, bundle []byte, sv
 	}
 }
 
+func crd(name string, bundle []byte) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+		"metadata": map[string]any{"name": name},
+		"spec": map[string]any{"conversion": map[string]any{"strategy": "Webhook", "webhook": map[string]any{"clientConfig": map[string]any{
+			"caBundle": base64.StdEncoding.EncodeToString(bundle),
+			"service":  map[string]any{"namespace": "default", "name": "convert", "port": int64(8443)}}}}},
+	}}
+}
+
 func apiService(name string, bundle []byte) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
@@ -147,7 +157,7 @@ func TestCABundlesStep(t *testing.T) {
 	scheme := runtime.NewScheme()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
 		map[schema.GroupVersionResource]string{apiServiceGVR: "APIServiceList", crdGVR: "CustomResourceDefinitionList"},
-		apiService("v1beta1.metrics.k8s.io", b("FO")))
+		apiService("v1beta1.metrics.k8s.io", b("FO")), crd("widgets.e2e.carotate.io", b("O")))
 	r := &Rotation{M: m, Client: cs, Dynamic: dyn}
 	held := func(name string) string {
 		t.Helper()
@@ -161,13 +171,13 @@ func TestCABundlesStep(t *testing.T) {
 		}
 		return names(certs, got)
 	}
-	apiHeld := func() string {
+	dynHeld := func(gvr schema.GroupVersionResource, name string, path ...string) string {
 		t.Helper()
-		it, err := dyn.Resource(apiServiceGVR).Get(ctx, "v1beta1.metrics.k8s.io", metav1.GetOptions{})
+		it, err := dyn.Resource(gvr).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc, _, _ := unstructured.NestedString(it.Object, "spec", "caBundle")
+		enc, _, _ := unstructured.NestedString(it.Object, path...)
 		data, _ := base64.StdEncoding.DecodeString(enc)
 		got, err := pki.ParseCertificatesPEM("apiservice", data)
 		if err != nil {
@@ -176,7 +186,9 @@ func TestCABundlesStep(t *testing.T) {
 		return names(certs, got)
 	}
 	state := func() string {
-		return "ours: " + held("ours") + "; injected: " + held("injected") + "; other: " + held("other") + "; apiservice: " + apiHeld()
+		return "ours: " + held("ours") + "; injected: " + held("injected") + "; other: " + held("other") +
+			"; apiservice: " + dynHeld(apiServiceGVR, "v1beta1.metrics.k8s.io", "spec", "caBundle") +
+			"; crd: " + dynHeld(crdGVR, "widgets.e2e.carotate.io", "spec", "conversion", "webhook", "clientConfig", "caBundle")
 	}
 
 	trust := r.caBundlesStep(Trusted)
@@ -184,7 +196,7 @@ func TestCABundlesStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "2 caBundle(s); left alone: ValidatingWebhookConfiguration injected (its cert-manager.io/inject-ca-from controller writes it)"; pl.Summary != want {
+	if want := "3 caBundle(s); left alone: ValidatingWebhookConfiguration injected (its cert-manager.io/inject-ca-from controller writes it)"; pl.Summary != want {
 		t.Errorf("plan summary %q, want %q", pl.Summary, want)
 	}
 	if done, _, err := trust.Check(ctx, r); err != nil || done {
@@ -194,10 +206,10 @@ func TestCABundlesStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "ours: X O N; injected: O; other: X; apiservice: FO FN"; state() != want {
+	if want := "ours: X O N; injected: O; other: X; apiservice: FO FN; crd: O N"; state() != want {
 		t.Errorf("after trust: %s, want %s", state(), want)
 	}
-	if want := "updated ValidatingWebhookConfiguration ours, APIService v1beta1.metrics.k8s.io; left alone: ValidatingWebhookConfiguration injected (its cert-manager.io/inject-ca-from controller writes it)"; !ch.Changed || ch.Detail != want {
+	if want := "updated ValidatingWebhookConfiguration ours, APIService v1beta1.metrics.k8s.io, CustomResourceDefinition widgets.e2e.carotate.io; left alone: ValidatingWebhookConfiguration injected (its cert-manager.io/inject-ca-from controller writes it)"; !ch.Changed || ch.Detail != want {
 		t.Errorf("change %+v, want %q", ch, want)
 	}
 	if done, detail, err := trust.Check(ctx, r); err != nil || !done {
@@ -209,7 +221,7 @@ func TestCABundlesStep(t *testing.T) {
 	if _, err := trust.Undo(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if want := "ours: X O; injected: O; other: X; apiservice: FO"; state() != want {
+	if want := "ours: X O; injected: O; other: X; apiservice: FO; crd: O"; state() != want {
 		t.Errorf("after the undo of trust: %s, want %s", state(), want)
 	}
 	if _, err := trust.Apply(ctx, r); err != nil {
@@ -219,13 +231,13 @@ func TestCABundlesStep(t *testing.T) {
 	if _, err := fin.Apply(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if want := "ours: X N; injected: O; other: X; apiservice: FN"; state() != want {
+	if want := "ours: X N; injected: O; other: X; apiservice: FN; crd: N"; state() != want {
 		t.Errorf("after finalize: %s, want %s", state(), want)
 	}
 	if _, err := fin.Undo(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if want := "ours: X O N; injected: O; other: X; apiservice: FO FN"; state() != want {
+	if want := "ours: X O N; injected: O; other: X; apiservice: FO FN; crd: O N"; state() != want {
 		t.Errorf("after the undo of finalize: %s, want %s", state(), want)
 	}
 }
