@@ -40,6 +40,7 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 		"check":    cat(cluster, nodes, []string{"node-concurrency", "output", "expiry-threshold", "max-clock-skew", "metrics-listen", "metrics-interval"}),
 		"plan":     cat(cluster, nodes, state, imports, []string{"output", "allow-unready", "reload-wait"}),
 		"rotate":   cat(cluster, nodes, state, imports, change, []string{"kubelet-log-command", "until"}),
+		"renew":    cat(cluster, nodes, state, change, []string{"kubelet-log-command", "until", "validity", "leaves", "reason"}),
 		"finalize": cat(cluster, nodes, state, change, []string{"kubelet-log-command", "reload-wait", "restart-old-token-pods"}),
 		"rollback": cat(cluster, nodes, state, change),
 		// status reads the sealed material to compare the nodes with, so it
@@ -54,6 +55,7 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 		"finalize": {"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "service-account-key", "until"},
 		"rollback": {"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "until", "kubelet-log-command", "reload-wait"},
 		"rotate":   {"reload-wait"},
+		"renew":    {"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "service-account-key", "reload-wait"},
 		"plan":     {"parallelism", "kubelet-restart-command", "kubelet-log-command", "yes", "force-unlock", "until"},
 	}
 	got := commandFlags(t)

@@ -34,7 +34,10 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 		}
 	}
 	if !sel.Rollback() && !structured(c.Output) {
-		fmt.Fprintf(o.Out, "Plan for rotation %s:\n", s.lc.Record.RotationID)
+		if s.lc.Record.Renew {
+			s.renewalNote()
+		}
+		fmt.Fprintf(o.Out, "Plan for %s %s:\n", s.what(), s.lc.Record.RotationID)
 		if err := s.rot.Plan(ctx, sel, s.reporter(c.Output)); err != nil {
 			return err
 		}
@@ -69,13 +72,13 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 		s.pub.Event(ctx, corev1.EventTypeWarning, "Stopped", cmd, fmt.Sprintf("%s stopped; the record says %s: %v", cmd, s.lc.State(), err))
 		return err
 	}
-	if res.State == rotation.Completed {
+	if res.State == rotation.Completed && !s.lc.Record.Renew {
 		s.pub.Retired = s.retiredCAs()
 	}
 	s.pub.Set(ctx, cmd, clusterstatus.Done, res.State.String(), fmt.Sprintf("%s done in %s", cmd, res.Took.Round(time.Second)))
 	s.pub.Event(ctx, corev1.EventTypeNormal, "Finished", cmd, fmt.Sprintf("%s of rotation %s done in %s; the record says %s", cmd, s.lc.Record.RotationID, res.Took.Round(time.Second), res.State))
 	s.finished(res, c.Output)
-	if sel.Command == rotation.Rotate {
+	if sel.Command == rotation.Rotate || sel.Command == rotation.Renew {
 		s.notRotated(c.Output)
 	}
 	return nil
@@ -138,6 +141,10 @@ func (s *session) rotated() string {
 // finished says where the rotation stands after the phases ran.
 func (s *session) finished(res rotation.Result, output string) {
 	out, id, took := s.summaryOut(output), s.lc.Record.RotationID, res.Took.Round(time.Second)
+	if s.lc.Record.Renew {
+		s.renewFinished(out, res, took)
+		return
+	}
 	switch res.State {
 	case rotation.RolledBack:
 		fmt.Fprintf(out, "Rolled back rotation %s in %s: the cluster uses the old %s again. The backup stays in %s.\n", id, took, s.rotated(), s.rot.Store.BackupPath())

@@ -33,6 +33,7 @@ func NewRotationCommands(env Env) []*cobra.Command {
 	return []*cobra.Command{
 		newPlanCommand(env),
 		newRotateCommand(env),
+		newRenewCommand(env),
 		newFinalizeCommand(env),
 		newRollbackCommand(env),
 		newStatusCommand(env),
@@ -130,6 +131,9 @@ type rotationSettings struct {
 	restartOldTokenPods bool
 	// workloadConcurrency: how many workloads of a tier restart at once.
 	workloadConcurrency int
+	// renewLeaves and validity are renew's --leaves and --validity.
+	renewLeaves bool
+	validity    time.Duration
 }
 
 func defaultSettings() rotationSettings {

@@ -167,7 +167,8 @@ func (s *session) openCluster(ctx context.Context) error {
 			return serr
 		}
 		m, err = rotation.NewMaterial(ctx, rotation.Source{RotationID: rec.RotationID, Nodes: s.nodes, Client: s.cs, Import: imports, Now: o.now(),
-			Roots: s.lc.Roots(), ImportSA: saKey, SAKeyType: pki.KeyAlgorithm(s.set.imports.ServiceAccountKeyType)})
+			Roots: s.lc.Roots(), ImportSA: saKey, SAKeyType: pki.KeyAlgorithm(s.set.imports.ServiceAccountKeyType),
+			Renew: rec.Renew, RenewLeaves: s.set.renewLeaves, Validity: s.set.validity})
 	}
 	if err != nil {
 		return err

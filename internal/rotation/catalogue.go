@@ -388,7 +388,7 @@ func caBundleAt(kind model.CAKind) func(cell) (Want, error) {
 
 func caKeyAt(kind model.CAKind) func(cell) (Want, error) {
 	return func(c cell) (Want, error) {
-		if c.s < Switched {
+		if c.s < Switched || c.m.Renew {
 			return c.keep()
 		}
 		w, err := keyWant(c.m.New[kind])
@@ -412,8 +412,14 @@ func stagedAt(kind model.CAKind, key bool) func(cell) (Want, error) {
 func signingAt(newCA, key bool) func(cell) (Want, error) {
 	return func(c cell) (Want, error) {
 		ca := c.m.Old[model.ClusterCA]
+		if c.m.Renew {
+			// The same key: KCM signs with the renewed certificate from
+			// trust on, so what it issues is not cut short at the old
+			// certificate's end.
+			ca = c.m.New[model.ClusterCA]
+		}
 		if newCA {
-			if c.s != Switched {
+			if c.s != Switched || c.m.Renew {
 				return Want{Absent: true}, nil
 			}
 			ca = c.m.New[model.ClusterCA]
@@ -440,9 +446,9 @@ func rootCAAt(c cell) (Want, error) {
 // kcmFlags are the flags KCM's manifest points at carotate's files while
 // they exist: the single-certificate signing copy of the CA that signs at
 // the stage, and the root-ca-file.
-func kcmFlags(s Stage) [][2]string {
+func kcmFlags(m *Material, s Stage) [][2]string {
 	sc, sk := signingCert, signingKey
-	if s == Switched {
+	if s == Switched && !m.Renew {
 		sc, sk = signingNewCert, signingNewKey
 	}
 	return [][2]string{{"cluster-signing-cert-file", sc}, {"cluster-signing-key-file", sk}, {"root-ca-file", rootCAFile}}
@@ -461,7 +467,7 @@ func manifestAt(c cell) (Want, error) {
 	data := c.orig.Content
 	var err error
 	if c.a.Component == manifest.KubeControllerManager {
-		for _, f := range kcmFlags(c.s) {
+		for _, f := range kcmFlags(c.m, c.s) {
 			if data, _, err = manifest.SetFlag(c.src(), data, manifest.KubeControllerManager, f[0], f[1]); err != nil {
 				return Want{}, err
 			}
@@ -474,14 +480,14 @@ func manifestAt(c cell) (Want, error) {
 }
 
 func kubeletLinkAt(c cell) (Want, error) {
-	if !c.had || c.orig.Mode&fs.ModeSymlink == 0 || c.s < Switched {
+	if !c.had || c.orig.Mode&fs.ModeSymlink == 0 || c.s < Switched || c.m.keepsLeaves() {
 		return c.keep()
 	}
 	return Want{Link: c.m.kubeletClientFile()}, nil
 }
 
 func kubeletClientAt(c cell) (Want, error) {
-	if c.s < Switched {
+	if c.s < Switched || c.m.keepsLeaves() {
 		return Want{Absent: true}, nil
 	}
 	l, ok := c.m.Leaves[fileKey{c.n.Name, KubeletClientCurrent}]
@@ -516,7 +522,7 @@ func kubeconfigAt(c cell) (Want, error) {
 }
 
 func leafAt(c cell) (Want, error) {
-	if c.s < Switched {
+	if c.s < Switched || c.m.keepsLeaves() {
 		return c.keep()
 	}
 	l, ok := c.m.Leaves[fileKey{c.n.Name, c.path}]

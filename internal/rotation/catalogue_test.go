@@ -158,7 +158,7 @@ func TestEveryReadAtStartIsRestarted(t *testing.T) {
 	for s := Prepared; s <= Finalized; s++ {
 		for _, n := range nodes {
 			for _, part := range []func(*Artefact) bool{func(a *Artefact) bool { return !n.ControlPlane || !a.kubeletOnly() }, func(a *Artefact) bool { return n.ControlPlane && a.kubeletOnly() }} {
-				tr := transition{node: n, to: s, rows: rowsChanging(n, s, m.roots(), part)}
+				tr := transition{node: n, to: s, rows: rowsChanging(n, s, m, part)}
 				pods := map[string]bool{}
 				for _, c := range tr.pods() {
 					pods[c] = true
@@ -210,7 +210,7 @@ func TestStepOrder(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tr := transition{node: c.n, to: c.to, rows: rowsChanging(c.n, c.to, m.roots(), func(a *Artefact) bool { return !c.n.ControlPlane || a.kubeletOnly() == c.kubelet })}
+			tr := transition{node: c.n, to: c.to, rows: rowsChanging(c.n, c.to, m, func(a *Artefact) bool { return !c.n.ControlPlane || a.kubeletOnly() == c.kubelet })}
 			before, after, err := tr.files(m, c.at)
 			if err != nil {
 				t.Fatal(err)

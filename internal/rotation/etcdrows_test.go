@@ -97,8 +97,8 @@ func TestEtcdSteps(t *testing.T) {
 		cp := nodes[0]
 		groups := stepGroups(cp)
 		for _, s := range []Stage{Prepared, Trusted, Switched, Finalized} {
-			etcd := transition{node: cp, to: s, rows: rowsChanging(cp, s, m.roots(), groups[groupEtcd])}
-			api := transition{node: cp, to: s, rows: rowsChanging(cp, s, m.roots(), groups[groupAPIServer])}
+			etcd := transition{node: cp, to: s, rows: rowsChanging(cp, s, m, groups[groupEtcd])}
+			api := transition{node: cp, to: s, rows: rowsChanging(cp, s, m, groups[groupAPIServer])}
 			wantEtcd := map[Stage][]string{Trusted: {"etcd"}, Finalized: {"etcd"}}[s]
 			if d := cmp.Diff(wantEtcd, etcd.pods()); d != "" {
 				t.Errorf("one %v, %s: etcd's step restarts (-want +got):\n%s", one, s, d)
@@ -135,7 +135,7 @@ func TestEtcdReadAtStartIsRestarted(t *testing.T) {
 					if keep == nil {
 						continue
 					}
-					tr := transition{node: n, to: s, rows: rowsChanging(n, s, m.roots(), keep)}
+					tr := transition{node: n, to: s, rows: rowsChanging(n, s, m, keep)}
 					trs = append(trs, tr)
 					for _, c := range tr.pods() {
 						prev, _ := m.At(n, manifestOf(c).Path, s-1)

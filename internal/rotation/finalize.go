@@ -20,6 +20,9 @@ import (
 // kubelet client certificates, on every node. Finalize makes every
 // apiserver reject them, so it must find none.
 func (r *Rotation) oldDependents(ctx context.Context) ([]string, error) {
+	if r.M.Renew {
+		return nil, nil // the renewed certificate verifies what the old one signed
+	}
 	old := r.M.Old[model.ClusterCA].Cert
 	var out []string
 	for _, n := range r.Nodes {
@@ -117,7 +120,7 @@ func (r *Rotation) reloadWaitStep() engine.Step[*Rotation] {
 			}
 			if certs[0].CheckSignatureFrom(r.M.New[model.ClusterCA].Cert) != nil {
 				w.unissued = append(w.unissued, n.Name)
-				moved := slices.ContainsFunc(groupRows(n, Switched, r.M.roots())[groupAPIServer], func(a *Artefact) bool { return a.Path == file })
+				moved := slices.ContainsFunc(groupRows(n, Switched, r.M)[groupAPIServer], func(a *Artefact) bool { return a.Path == file })
 				if moved {
 					w.restart = true
 				} else {

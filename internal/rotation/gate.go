@@ -90,7 +90,16 @@ func (r *Rotation) gate(s Stage) *engine.Gate[*Rotation] {
 				}
 				done = append(done, "new-CA client certificate accepted")
 			}
-			if s == Finalized {
+			if s == Finalized && r.M.Renew {
+				cert, err := verify.MintClientCert(oldCA, "carotate:verify-old", r.now())
+				if err != nil {
+					return "", err
+				}
+				if err := verify.RequireAccepted(ctx, r.Endpoints, roots, cert, "cluster CA certificate before the renewal"); err != nil {
+					return "", err
+				}
+				done = append(done, "a client certificate from the certificate before the renewal still accepted")
+			} else if s == Finalized {
 				cert, err := verify.MintClientCert(oldCA, "carotate:verify-old", r.now())
 				if err != nil {
 					return "", err

@@ -19,8 +19,11 @@ var ErrRefused = errors.New("refused before any change")
 type Command string
 
 const (
-	Plan     Command = "plan"
-	Rotate   Command = "rotate"
+	Plan   Command = "plan"
+	Rotate Command = "rotate"
+	// Renew is rotate with the same keys: each CA gets a new certificate
+	// over its key and subject (see renew.go).
+	Renew    Command = "renew"
 	Finalize Command = "finalize"
 	Rollback Command = "rollback"
 	Status   Command = "status"
@@ -28,7 +31,7 @@ const (
 
 // Mutates says whether the command changes the cluster, and so takes the
 // lock and may start a rotation.
-func (c Command) Mutates() bool { return c == Rotate || c == Finalize || c == Rollback }
+func (c Command) Mutates() bool { return c == Rotate || c == Renew || c == Finalize || c == Rollback }
 
 // Request is what the operator asked for.
 type Request struct {
@@ -38,6 +41,8 @@ type Request struct {
 	// Roots are the roots the operator named (--roots); nil when not
 	// named: the record's for a rotation in progress, else the default.
 	Roots Roots
+	// Reason is recorded with a new renewal (renew --reason).
+	Reason string
 }
 
 // RotateUntil is the stage `rotate --until phase` stops at: rotate runs
@@ -139,7 +144,14 @@ func (l *Lifecycle) Select(req Request) (Selection, error) {
 	sel := Selection{Command: req.Command, From: done, To: Finalized}
 	id := l.Record.RotationID
 	switch req.Command {
-	case Rotate:
+	case Rotate, Renew:
+		if err := l.selectRenew(req); err != nil {
+			return Selection{}, err
+		}
+		if done >= Switched && l.Record.Renew {
+			sel.Nothing = fmt.Sprintf("Renewal %s has already switched to the renewed CA certificates; nothing to do. Run `carotate finalize` to remove the old certificates from every bundle, or `carotate rollback`.", id)
+			return sel, nil
+		}
 		if done >= Switched {
 			sel.Nothing = fmt.Sprintf("Rotation %s has already switched to the new CAs; nothing to do. Run `carotate finalize` to distrust the old CAs, or `carotate rollback`.", id)
 			return sel, nil
@@ -168,6 +180,30 @@ func (l *Lifecycle) Select(req Request) (Selection, error) {
 		sel.From, sel.To = Original, min(done+1, Finalized)
 	}
 	return sel, nil
+}
+
+// selectRenew records whether a fresh rotation renews, and refuses to
+// resume a renewal with rotate or a rotation with renew: their material
+// differs from the first step.
+func (l *Lifecycle) selectRenew(req Request) error {
+	renew := req.Command == Renew
+	if l.Fresh && renew {
+		if err := RenewableRoots(l.Roots()); err != nil {
+			return fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+	}
+	if l.Fresh {
+		l.Record.Renew, l.Record.Reason = renew, req.Reason
+		return nil
+	}
+	id := l.Record.RotationID
+	switch {
+	case l.Record.Renew && !renew:
+		return fmt.Errorf("%w: %s is a renewal (the same keys, new certificates); run `carotate renew` to resume it, `carotate finalize` once it has switched, or `carotate rollback`", ErrRefused, id)
+	case !l.Record.Renew && renew:
+		return fmt.Errorf("%w: rotation %s is in progress with new keys; finish it with `carotate rotate` and `carotate finalize`, or roll it back, before renewing", ErrRefused, id)
+	}
+	return nil
 }
 
 // selectRoots settles which roots the rotation changes: the ones named

@@ -221,3 +221,45 @@ func TestSelectRoots(t *testing.T) {
 		})
 	}
 }
+
+// TestSelectRenew: renew starts a renewal and records it with its
+// reason; rotate does not resume a renewal, nor renew a rotation; and a
+// renewal of a root without a certificate is refused before anything.
+func TestSelectRenew(t *testing.T) {
+	inProgress := func(renew bool) *Lifecycle {
+		return &Lifecycle{Record: state.Record{RotationID: "r-test", Phase: PhaseTrust, Renew: renew}, state: TrustDone}
+	}
+	fresh := &Lifecycle{Record: state.Record{RotationID: "r-test"}, state: Started, Fresh: true}
+	sel, err := fresh.Select(Request{Command: Renew, Reason: "expires 2027-01-02"})
+	if err != nil || sel.From != Original || sel.To != Switched || !fresh.Record.Renew || fresh.Record.Reason != "expires 2027-01-02" {
+		t.Fatalf("renew fresh: %+v %v, record %+v", sel, err, fresh.Record)
+	}
+	if sel, err := inProgress(true).Select(Request{Command: Renew}); err != nil || sel.From != Trusted {
+		t.Errorf("renew resumes a renewal: %+v %v", sel, err)
+	}
+	if _, err := inProgress(true).Select(Request{Command: Finalize}); err == nil || !strings.Contains(err.Error(), "(record: trust)") {
+		t.Errorf("finalize of a renewal before switch: %v", err)
+	}
+	done := &Lifecycle{Record: state.Record{RotationID: "r-test", Phase: PhaseSwitch, Renew: true}, state: SwitchDone}
+	if sel, err := done.Select(Request{Command: Renew}); err != nil || !strings.Contains(sel.Nothing, "Renewal r-test has already switched to the renewed CA certificates") {
+		t.Errorf("renew after switch: %+v %v", sel, err)
+	}
+	for _, tc := range []struct {
+		name string
+		l    *Lifecycle
+		req  Request
+		want string
+	}{
+		{"rotate on a renewal", inProgress(true), Request{Command: Rotate}, "r-test is a renewal (the same keys, new certificates); run `carotate renew` to resume it"},
+		{"renew on a rotation", inProgress(false), Request{Command: Renew}, "rotation r-test is in progress with new keys"},
+		{"renew the service-account key", &Lifecycle{Record: state.Record{RotationID: "r-x"}, state: Started, Fresh: true},
+			Request{Command: Renew, Roots: AllRoots()}, "--roots service-account-key: the service-account key has no certificate to renew"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.l.Select(tc.req)
+			if err == nil || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a refusal saying %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -42,6 +42,28 @@ type Material struct {
 	// verifier of tokens, so the service-account key's trust and switch
 	// share one restart.
 	OneAPIServer bool
+	// Renew: each new CA is the old one renewed, a new certificate over
+	// the same key and subject (see RenewsCAs), so nothing it signed needs
+	// reissuing. Leaves are then reissued only when asked (--leaves).
+	Renew bool
+}
+
+// keepsLeaves says the switch leaves every leaf as it is: a renewal made
+// without --leaves, whose switch then changes nothing.
+func (m *Material) keepsLeaves() bool { return m.Renew && len(m.Leaves) == 0 }
+
+// RenewsCAs says whether every new CA has the key of the old one it
+// replaces: the material of a renewal.
+func RenewsCAs(old, new map[model.CAKind]*pki.CA) bool {
+	if len(new) == 0 {
+		return false
+	}
+	for k, n := range new {
+		if o := old[k]; o == nil || n == nil || !pki.KeyMatchesCertificate(n.Key, o.Cert) {
+			return false
+		}
+	}
+	return true
 }
 
 // roots are the roots the rotation changes.
@@ -95,6 +117,9 @@ func (m *Material) kubeletClientFile() string {
 // switch; new alone once finalized.
 func (m *Material) bundle(kind model.CAKind, s Stage, orig []byte) []byte {
 	o, n := m.Old[kind].Cert, m.New[kind].Cert
+	if s == Switched && m.keepsLeaves() {
+		s = Trusted // a renewal's switch changes nothing
+	}
 	switch s {
 	case Trusted:
 		return pki.BuildBundle(o, n)

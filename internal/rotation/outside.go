@@ -51,7 +51,7 @@ func (c OutsideCredential) String() string {
 // approval, and a kubeconfig outside /etc/kubernetes is never read.
 func (r *Rotation) OutsideCredentials(c model.Cluster, now time.Time) []OutsideCredential {
 	old := r.M.Old[model.ClusterCA].Cert
-	if old == nil {
+	if old == nil || r.M.Renew {
 		return nil
 	}
 	fromOld := func(mc *model.Cert) (*x509.Certificate, bool) {

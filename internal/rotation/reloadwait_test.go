@@ -34,7 +34,7 @@ func TestPolledRowsMoveIntoTheAPIServerRestart(t *testing.T) {
 	}
 
 	m, nodes := allFixture(t, false)
-	g := groupRows(nodes[0], Switched, m.roots())
+	g := groupRows(nodes[0], Switched, m)
 	if !slices.Contains(paths(g[groupAPIServer]), cert) {
 		t.Errorf("all roots, switch: kube-apiserver's step %v lacks %s", paths(g[groupAPIServer]), cert)
 	}
@@ -51,7 +51,7 @@ func TestPolledRowsMoveIntoTheAPIServerRestart(t *testing.T) {
 	}
 
 	m, nodes = fixture(t)
-	g = groupRows(nodes[0], Switched, m.roots())
+	g = groupRows(nodes[0], Switched, m)
 	if len(g[groupAPIServer]) != 0 {
 		t.Errorf("default roots, switch: kube-apiserver has a step of its own: %v", paths(g[groupAPIServer]))
 	}

@@ -241,7 +241,11 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	}
 	trust = append(trust, r.rootCAStep(Trusted), r.clusterInfoStep(Trusted), r.caBundlesStep(Trusted))
 	trust = append(trust, r.nodeSteps(workers, Trusted)...)
-	trust = append(trust, r.workloadsStep())
+	if !r.M.Renew {
+		// A pod that read the old certificate once keeps verifying with
+		// it until it expires: the renewal's plan says when.
+		trust = append(trust, r.workloadsStep())
+	}
 	if sa {
 		trust = append(trust, r.signedWithOldKeyStep()) // undone first
 	}
@@ -347,7 +351,7 @@ func (r *Rotation) nodeSteps(nodes []*Node, to Stage) []engine.Step[*Rotation] {
 func (r *Rotation) nodeGroupSteps(nodes []*Node, to Stage, groups ...int) []engine.Step[*Rotation] {
 	var out []engine.Step[*Rotation]
 	for _, n := range nodes {
-		for i, rows := range groupRows(n, to, r.M.roots()) {
+		for i, rows := range groupRows(n, to, r.M) {
 			if len(rows) > 0 && slices.Contains(groups, i) {
 				out = append(out, transition{node: n, to: to, rows: rows}.step(r.stepName(to, i)))
 			}
@@ -362,11 +366,11 @@ func (r *Rotation) nodeGroupSteps(nodes []*Node, to Stage, groups ...int) []engi
 // (apiserver-kubelet-client.crt, every 5 minutes) move into that step:
 // the restart reads them at once, and finalize's wait for the poll is
 // already over for that apiserver (reloadWaitStep).
-func groupRows(n *Node, to Stage, roots Roots) [groupCount][]*Artefact {
+func groupRows(n *Node, to Stage, m *Material) [groupCount][]*Artefact {
 	var out [groupCount][]*Artefact
 	for i, keep := range stepGroups(n) {
 		if keep != nil {
-			out[i] = rowsChanging(n, to, roots, keep)
+			out[i] = rowsChanging(n, to, m, keep)
 		}
 	}
 	if !slices.ContainsFunc(out[groupAPIServer], func(a *Artefact) bool { return a.Component == manifest.KubeAPIServer }) {

@@ -91,6 +91,8 @@ func (m *Material) restartStage(component string, s Stage) Stage {
 		return s
 	}
 	switch {
+	case m.keepsLeaves():
+		return Trusted // a renewal's switch changes nothing
 	case component == manifest.Etcd,
 		component == manifest.KubeAPIServer && (m.OneAPIServer || !m.roots().Has(RootServiceAccountKey)):
 		return Trusted

@@ -211,7 +211,7 @@ func TestServiceAccountSteps(t *testing.T) {
 			// With one apiserver, switch's apiserver step changes sa.key
 			// only by name: the content is the trust stage's, so the step
 			// neither writes nor restarts anything.
-			tr := transition{node: nodes[0], to: Switched, rows: rowsChanging(nodes[0], Switched, m.roots(), stepGroups(nodes[0])[groupAPIServer])}
+			tr := transition{node: nodes[0], to: Switched, rows: rowsChanging(nodes[0], Switched, m, stepGroups(nodes[0])[groupAPIServer])}
 			for _, a := range tr.rows {
 				before, _ := m.At(nodes[0], a.path(m), Trusted)
 				after, _ := m.At(nodes[0], a.path(m), Switched)
@@ -238,7 +238,7 @@ func TestServiceAccountReadAtStartIsRestarted(t *testing.T) {
 					if keep == nil {
 						continue
 					}
-					tr := transition{node: n, to: s, rows: rowsChanging(n, s, m.roots(), keep)}
+					tr := transition{node: n, to: s, rows: rowsChanging(n, s, m, keep)}
 					trs = append(trs, tr)
 					for _, c := range tr.pods() {
 						restartedFrom[c] = len(trs) - 1

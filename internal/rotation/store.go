@@ -294,7 +294,7 @@ func (s *Store) Load(rotationID string) (*Material, error) {
 		}
 		m.New[k] = ca
 	}
-	m.Roots, m.OneAPIServer = s.Roots, oneAPIServer(m.Originals)
+	m.Roots, m.OneAPIServer, m.Renew = s.Roots, oneAPIServer(m.Originals), RenewsCAs(m.Old, m.New)
 	if s.rotatesSA() {
 		if err := s.loadServiceAccountKeys(m, orig); err != nil {
 			return nil, err
@@ -429,6 +429,11 @@ type Source struct {
 	ImportSA  pki.PrivateKey
 	SAKeyType pki.KeyAlgorithm
 	Now       time.Time
+	// Renew makes each new CA the old one renewed (pki.RenewCA) for
+	// Validity, instead of a new key; RenewLeaves reissues the leaves too.
+	Renew       bool
+	RenewLeaves bool
+	Validity    time.Duration
 }
 
 // NewMaterial reads every file the rotation may touch on every node and
@@ -436,7 +441,12 @@ type Source struct {
 // and reissues every leaf certificate. It changes nothing.
 func NewMaterial(ctx context.Context, src Source) (*Material, error) {
 	m := &Material{RotationID: src.RotationID, Originals: map[fileKey]backup.File{}, Objects: map[string]backup.Object{}, New: map[model.CAKind]*pki.CA{},
-		Roots: src.Roots, OneAPIServer: countControlPlanes(src.Nodes) == 1}
+		Roots: src.Roots, OneAPIServer: countControlPlanes(src.Nodes) == 1, Renew: src.Renew}
+	if src.Renew {
+		if err := renewable(m.roots(), src.Import, src.ImportSA); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range src.Nodes {
 		for _, p := range BackupPaths(n.ControlPlane, m.roots()) {
 			if err := m.readOriginal(ctx, n, p); err != nil {
@@ -457,6 +467,12 @@ func NewMaterial(ctx context.Context, src Source) (*Material, error) {
 	var err error
 	if m.Old, err = oldCAs(m.Originals, caKinds(m.roots())); err != nil {
 		return nil, err
+	}
+	if src.Renew {
+		if err := m.renewCAs(src); err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
 	for _, k := range caKinds(m.roots()) {
 		if ca := src.Import[k]; ca != nil {

@@ -37,9 +37,10 @@ type transition struct {
 // rowsChanging are the rows of a node that change between stage to-1 and
 // to, by what they hold at each (Artefact.Holds), so that the steps are
 // the same for every cluster and every resume.
-func rowsChanging(n *Node, to Stage, roots Roots, keep func(*Artefact) bool) []*Artefact {
-	return rowsOn(n, roots, func(a *Artefact) bool {
-		return a.Holds[to] != a.Holds[to-1] && (keep == nil || keep(a))
+func rowsChanging(n *Node, to Stage, m *Material, keep func(*Artefact) bool) []*Artefact {
+	return rowsOn(n, m.roots(), func(a *Artefact) bool {
+		h := m.holds(a)
+		return h[to] != h[to-1] && (keep == nil || keep(a))
 	})
 }
 

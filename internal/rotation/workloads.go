@@ -135,6 +135,9 @@ func (r *Rotation) newOnlyPodsStep() engine.Step[*Rotation] {
 			if r.FinalizeStarted.IsZero() {
 				return engine.Change{Detail: "finalize never began"}, nil
 			}
+			if r.M.Renew {
+				return engine.Change{Detail: "a renewal keeps the key: a pod that trusts only the renewed certificate verifies the old one's"}, nil
+			}
 			oldNew := pki.BuildBundle(r.M.Old[model.ClusterCA].Cert, r.M.New[model.ClusterCA].Cert)
 			if _, err := workload.WaitRootCA(ctx, r.Client, oldNew, r.timeouts().RootCA); err != nil {
 				return engine.Change{}, err

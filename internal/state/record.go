@@ -39,6 +39,10 @@ type Record struct {
 	// cluster: a rollback from a partly run finalize restarts the pods
 	// started since, which may have read a new-only kube-root-ca.crt.
 	FinalizeStartedAt time.Time `json:"finalizeStartedAt,omitzero"`
+	// Renew: the rotation renews the CAs (`carotate renew`), the same keys
+	// with new certificates; Reason is the operator's --reason for it.
+	Renew  bool   `json:"renew,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // CAChange is one CA's old and new SPKI sha256 fingerprints.
