@@ -87,6 +87,9 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 // notRotated says which roots the rotation leaves alone.
 func (s *session) notRotated(output string) {
 	note := rotation.NotRotatedNote(s.lc.Roots())
+	if s.lc.Record.Renew {
+		note = rotation.NotRenewedNote(s.lc.Roots())
+	}
 	if note == "" {
 		return
 	}

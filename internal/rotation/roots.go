@@ -198,6 +198,14 @@ func NotRotatedNote(r Roots) string {
 		andList(names), strings.Join(flags, ","))
 }
 
+// NotRenewedNote says which CAs a renewal of r leaves as they are.
+func NotRenewedNote(r Roots) string {
+	if r.Has(RootEtcdCA) {
+		return ""
+	}
+	return fmt.Sprintf("Not renewed: %s, which carotate does not renew yet; rotate it with `carotate rotate --roots %s` before it expires (`carotate check` shows when).", RootEtcdCA.describe(), RootEtcdCA)
+}
+
 func andList(items []string) string {
 	if n := len(items); n > 1 {
 		return strings.Join(items[:n-1], ", ") + " and " + items[n-1]
