@@ -269,14 +269,26 @@ func (pr *probeRecorder) copy(l *lab.Lab) {
 
 // failures sums, per node, the probe failures between from and to.
 func (pr *probeRecorder) failures(t *testing.T, from, to time.Time) map[string]string {
+	out := map[string]string{}
+	for n, a := range pr.tally(from, to) {
+		out[n] = fmt.Sprintf("%d ok, %d failed in %d window(s), longest %s", a.ok, a.failed, a.windows, a.longest.Round(100*time.Millisecond))
+	}
+	return out
+}
+
+// probeTally is one node's probe requests: those that succeeded, and
+// the failures between two times, in windows.
+type probeTally struct {
+	ok, failed int64
+	longest    time.Duration
+	windows    int
+}
+
+// tally stops the recorder and adds up, per node, what its probes logged.
+func (pr *probeRecorder) tally(from, to time.Time) map[string]*probeTally {
 	pr.close()
 	entries, _ := os.ReadDir(pr.dir)
-	type agg struct {
-		ok, failed int64
-		longest    time.Duration
-		windows    int
-	}
-	per := map[string]*agg{}
+	per := map[string]*probeTally{}
 	for _, e := range entries {
 		node, _, _ := strings.Cut(e.Name(), "_")
 		f, err := os.Open(filepath.Join(pr.dir, e.Name()))
@@ -290,7 +302,7 @@ func (pr *probeRecorder) failures(t *testing.T, from, to time.Time) map[string]s
 		}
 		a := per[node]
 		if a == nil {
-			a = &agg{}
+			a = &probeTally{}
 			per[node] = a
 		}
 		a.ok += rep.OK
@@ -306,11 +318,7 @@ func (pr *probeRecorder) failures(t *testing.T, from, to time.Time) map[string]s
 			}
 		}
 	}
-	out := map[string]string{}
-	for n, a := range per {
-		out[n] = fmt.Sprintf("%d ok, %d failed in %d window(s), longest %s", a.ok, a.failed, a.windows, a.longest.Round(100*time.Millisecond))
-	}
-	return out
+	return per
 }
 
 // lbClient requests /readyz through the load balancer with a fresh TLS

@@ -33,8 +33,9 @@ import (
 // refusals first; rollback from after prepare and trust; a rollback from a
 // partly run finalize, stopped once by a lost lock and resumed; then the
 // crash matrix, a rotation killed at random side effects of all four
-// phases and resumed after each kill; a rerun that changes nothing; and
-// everything the cluster must do after.
+// phases and resumed after each kill; a rerun that changes nothing;
+// everything the cluster must do after; and last a renewal of the new CAs
+// (checkRenewal).
 func TestRotateOneControlPlane(t *testing.T) {
 	l := labtest.Start(t, lab.Options{Name: "rota", Subnet: "217.0", ControlPlanes: 1, Workers: 2})
 	ctx := context.Background()
@@ -304,6 +305,10 @@ func TestRotateOneControlPlane(t *testing.T) {
 	t.Logf("REPORT 1+2 (killed %d times)\nrestarts:\n%sin-cluster probe failures during the rotation (%s): %v",
 		len(fired), sortedLines(restartCounts(outputs...)), rotationEnd.Sub(rotationStart).Round(time.Second),
 		probes.failures(t, rotationStart, rotationEnd))
+
+	t.Run("renew: the same keys, new certificates, kube-apiserver never restarted", func(t *testing.T) {
+		checkRenewal(t, l, r)
+	})
 }
 
 // TestRotateThreeControlPlanes rotates a 3+1 cluster behind a load
