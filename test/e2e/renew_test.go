@@ -172,6 +172,9 @@ func issuedCertificates(t *testing.T, l *lab.Lab) map[string]*x509.Certificate {
 	}
 	read := func(node, p string) []byte {
 		host, _ := l.NodePath(node, p)
+		if target, err := os.Readlink(host); err == nil {
+			host, _ = l.NodePath(node, target) // the kubelet's link is absolute on the node
+		}
 		b, err := os.ReadFile(host)
 		if err != nil {
 			t.Fatal(err)
