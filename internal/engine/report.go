@@ -216,7 +216,14 @@ func diffLine(d Diff) string {
 	case DiffFile:
 		return fmt.Sprintf("file %s: %s → %s", where, shortHash(d.BeforeSHA256), shortHash(d.AfterSHA256))
 	case DiffCert:
-		return fmt.Sprintf("cert %s: %s → %s", where, certLine(d.BeforeCert), certLine(d.AfterCert))
+		before, after := certLine(d.BeforeCert), certLine(d.AfterCert)
+		if b, a := d.BeforeCert, d.AfterCert; b != nil && a != nil && b.Subject == a.Subject && b.Issuer == a.Issuer &&
+			b.SPKISHA256 == a.SPKISHA256 && b.CertificateSHA256 != a.CertificateSHA256 {
+			// A renewed CA: the same name and key, another certificate.
+			before += ", cert " + shortHash(b.CertificateSHA256)
+			after += ", cert " + shortHash(a.CertificateSHA256)
+		}
+		return fmt.Sprintf("cert %s: %s → %s", where, before, after)
 	default:
 		return fmt.Sprintf("%s %s: %s → %s", d.Kind, where, value(d.Before), value(d.After))
 	}

@@ -166,4 +166,22 @@ func TestCertDiff(t *testing.T) {
 		!strings.HasSuffix(line, "until 2036-01-02") {
 		t.Errorf("diffLine = %q", line)
 	}
+	// A renewed CA (the same name and key, another certificate) shows
+	// which certificate each side is; a reissued one does not need to.
+	tmpl.SerialNumber = big.NewInt(8)
+	der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line = diffLine(CertDiff("cp-1", "/etc/kubernetes/pki/ca.crt", cert, renewed))
+	if want := ", cert sha256:" + d.AfterCert.CertificateSHA256[:12] + " → "; !strings.Contains(line, want) || strings.Count(line, ", cert sha256:") != 2 {
+		t.Errorf("diffLine of a renewal = %q, want both certificates' hashes", line)
+	}
+	if line := diffLine(CertDiff("cp-1", "/etc/kubernetes/pki/ca.crt", cert, cert)); strings.Contains(line, ", cert ") {
+		t.Errorf("diffLine of the same certificate = %q", line)
+	}
 }
