@@ -27,7 +27,7 @@ func TestEachCommandShowsTheFlagsItUses(t *testing.T) {
 	nodes := []string{"ssh-user", "ssh-key", "ssh-known-hosts", "ssh-port", "ssh-jump", "sudo", "inventory"}
 	state := []string{"state-dir", "backup-key", "roots"}
 	imports := []string{"ca-cert", "ca-key", "front-proxy-ca-cert", "front-proxy-ca-key", "service-account-key", "service-account-key-type"}
-	change := []string{"yes", "force-unlock", "output", "parallelism", "workload-concurrency", "allow-unready", "kubelet-restart-command"}
+	change := []string{"yes", "force-unlock", "output", "parallelism", "workload-concurrency", "allow-unready", "kubelet-restart-command", "certificate-key-file"}
 	cat := func(lists ...[]string) []string {
 		var out []string
 		for _, l := range lists {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -131,6 +132,8 @@ type rotationSettings struct {
 	restartOldTokenPods bool
 	// workloadConcurrency: how many workloads of a tier restart at once.
 	workloadConcurrency int
+	// certificateKey is kubeadm's, from --certificate-key-file.
+	certificateKey []byte
 	// renewLeaves and validity are renew's --leaves and --validity.
 	renewLeaves bool
 	validity    time.Duration
@@ -195,6 +198,10 @@ type ChangeFlags struct {
 	WorkloadConcurrency   int
 	AllowUnready          []string
 	KubeletRestartCommand string
+	// CertificateKeyFile holds kubeadm's certificate key; certificateKey
+	// is what validate read from it.
+	CertificateKeyFile string
+	certificateKey     []byte
 }
 
 func newChangeFlags() ChangeFlags {
@@ -211,6 +218,7 @@ func (c *ChangeFlags) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&c.WorkloadConcurrency, "workload-concurrency", c.WorkloadConcurrency, "how many workloads to restart at once within a tier (kube-proxy and CNI, then DNS, then the rest), and how many bare pods to evict at once; each controller's maxUnavailable and maxSurge still hold")
 	addAllowUnreadyFlag(f, &c.AllowUnready)
 	f.StringVar(&c.KubeletRestartCommand, "kubelet-restart-command", c.KubeletRestartCommand, "command that restarts the kubelet on a node")
+	f.StringVar(&c.CertificateKeyFile, "certificate-key-file", c.CertificateKeyFile, "file (mode 0600) holding kubeadm's certificate key (64 hex digits): switch and finalize then upload kubeadm-certs with the new CAs, encrypted with it, for `kubeadm join --control-plane --certificate-key` in the next 2 hours, instead of deleting it")
 }
 
 // validate refuses change flags that cannot work, and the shared flags
@@ -227,6 +235,11 @@ func (c *ChangeFlags) validate(o *rotationOptions, own ...error) error {
 	if _, err := splitCommand("kubelet-restart-command", c.KubeletRestartCommand); err != nil {
 		errs = append(errs, err)
 	}
+	if c.CertificateKeyFile != "" {
+		key, err := loadCertificateKey(c.CertificateKeyFile)
+		errs = append(errs, err)
+		c.certificateKey = key
+	}
 	return errors.Join(append(errs, o.StateFlags.Validate(), o.RootsFlag.Validate())...)
 }
 
@@ -234,6 +247,7 @@ func (c *ChangeFlags) validate(o *rotationOptions, own ...error) error {
 func (c *ChangeFlags) settings() rotationSettings {
 	s := defaultSettings()
 	s.allowUnready, s.kubeletRestart = c.AllowUnready, c.KubeletRestartCommand
+	s.certificateKey = c.certificateKey
 	s.workloadConcurrency = c.WorkloadConcurrency
 	return s
 }
@@ -328,4 +342,26 @@ func (o *rotationOptions) confirm(command rotation.Command, yes bool, output str
 		return fmt.Errorf("%w: not confirmed", ErrRefused)
 	}
 	return nil
+}
+
+// loadCertificateKey reads kubeadm's certificate key from path, which
+// group and others must not be able to read: the key opens the CA keys
+// in kubeadm-certs.
+func loadCertificateKey(path string) ([]byte, error) {
+	flag := "--certificate-key-file " + path
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", flag)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: mode %04o lets group or others read it, and the key opens the CA keys in kubeadm-certs; run chmod 600 on it", flag, fi.Mode().Perm())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return rotation.ParseCertificateKey(flag, data)
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +45,37 @@ func TestRenewValidate(t *testing.T) {
 	o.StateDir = "/var/lib/carotate"
 	if err := o.Validate(); err != nil {
 		t.Errorf("the defaults: %v", err)
+	}
+}
+
+// TestLoadCertificateKey: the key file must be readable by its owner
+// alone and hold a kubeadm certificate key; each refusal names the flag
+// and the file.
+func TestLoadCertificateKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := strings.Repeat("ab", 32)
+	if k, err := loadCertificateKey(write("good", good+"\n", 0o600)); err != nil || len(k) != 32 {
+		t.Errorf("a good key: %v", err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{write("open", good, 0o644), "mode 0644 lets group or others read it"},
+		{write("short", "abcd", 0o600), "not a kubeadm certificate key"},
+		{filepath.Join(dir, "missing"), "no such file"},
+		{dir, "not a regular file"},
+	} {
+		_, err := loadCertificateKey(tc.path)
+		if err == nil || !strings.Contains(err.Error(), "--certificate-key-file "+tc.path) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming the flag and file and saying %q", tc.path, err, tc.want)
+		}
 	}
 }

@@ -188,7 +188,7 @@ func (s *session) openCluster(ctx context.Context) error {
 	s.rot = &rotation.Rotation{M: m, Store: store, Nodes: s.nodes, Client: s.cs, Dynamic: s.dyn, Endpoints: endpoints,
 		KubeletRestart: kubeletRestart, KubeletLog: kubeletLog,
 		ReloadWait: s.set.reloadWait, FinalizeStarted: rec.FinalizeStartedAt, Clock: o.now, Log: o.logger,
-		RestartOldTokenPods: s.set.restartOldTokenPods, WorkloadConcurrency: s.set.workloadConcurrency}
+		RestartOldTokenPods: s.set.restartOldTokenPods, WorkloadConcurrency: s.set.workloadConcurrency, CertificateKey: s.set.certificateKey}
 	return nil
 }
 

@@ -147,6 +147,10 @@ type Rotation struct {
 	// ReloadWait is how long the apiserver may take to re-read
 	// apiserver-kubelet-client.crt (5 minutes in v1.37, plus margin).
 	ReloadWait time.Duration
+	// CertificateKey is kubeadm's certificate key (--certificate-key-file):
+	// with it, kubeadm-certs is uploaded with the new CAs at switch and
+	// finalize; without it, deleted.
+	CertificateKey []byte
 	// RestartOldTokenPods lets finalize restart the pods whose tokens the
 	// old service-account key signed, instead of refusing.
 	RestartOldTokenPods bool
@@ -257,7 +261,7 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 	if sa {
 		switchSteps = append(switchSteps, r.legacyTokensStep("legacy tokens re-minted with the new service-account key"))
 	}
-	switchSteps = append(switchSteps, r.kubeadmCertsStep())
+	switchSteps = append(switchSteps, r.kubeadmCertsStep(Switched))
 	switchSteps = append(switchSteps, r.nodeSteps(workers, Switched)...)
 
 	finalize = append(finalize, r.newOnlyPodsStep(), r.nothingOldStep(), r.bundleServersStep(), r.reloadWaitStep())
@@ -265,7 +269,7 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 		finalize = append(finalize, r.oldTokensStep())
 	}
 	finalize = append(finalize, r.nodeSteps(cps, Finalized)...)
-	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep(), r.caBundlesStep(Finalized))
+	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep(), r.caBundlesStep(Finalized), r.kubeadmCertsStep(Finalized))
 	finalize = append(finalize, r.nodeSteps(workers, Finalized)...)
 
 	return []engine.Phase[*Rotation]{
