@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto/x509"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,4 +162,53 @@ func parseKey(data []byte) error {
 func parseCert(data []byte) error {
 	_, err := ParseCertificatePEM("openssl", data)
 	return err
+}
+
+// TestOpenSSLVerifiesARenewedCA: OpenSSL looks an issuer up by subject,
+// and a renewed CA shares its subject with the certificate it renews. A
+// leaf of the old certificate verifies against the renewed one alone,
+// and against either order of the two once the old one has expired (as
+// a bundle that still holds both does then); with only the expired one,
+// it does not.
+func TestOpenSSLVerifiesARenewedCA(t *testing.T) {
+	openssl := requireOpenSSL(t)
+	now := testNow()
+	key := newKey(t, "RSA-2048")
+	old := kubeadmCA(t, "kubernetes", key, now.Add(-10*365*24*time.Hour+24*time.Hour)) // ends tomorrow
+	spec := apiserverSpec()
+	leafKey := newKey(t, "RSA-2048")
+	leaf := sign(t, &x509.Certificate{SerialNumber: smallSerial(t), Subject: spec.subject, DNSNames: spec.dns,
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour), KeyUsage: spec.usage, ExtKeyUsage: spec.ext,
+		BasicConstraintsValid: true}, old.Cert, leafKey.Public(), key.Signer())
+	renewed, err := RenewCA(old, RenewOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	leafPath := writeFile(t, dir, "apiserver.crt", EncodeCertificatePEM(leaf))
+	files := map[string]string{
+		"renewed":          writeFile(t, dir, "renewed.crt", renewed.CertPEM()),
+		"old":              writeFile(t, dir, "old.crt", old.CertPEM()),
+		"old then renewed": writeFile(t, dir, "old-renewed.crt", BuildBundle(old.Cert, renewed.Cert)),
+		"renewed then old": writeFile(t, dir, "renewed-old.crt", BuildBundle(renewed.Cert, old.Cert)),
+	}
+	afterOld := old.Cert.NotAfter.Add(24 * time.Hour) // the leaf is still valid
+	for _, tt := range []struct {
+		ca string
+		at time.Time
+		ok bool
+	}{
+		{"renewed", now, true},
+		{"old then renewed", now, true},
+		{"renewed then old", now, true},
+		{"renewed", afterOld, true},
+		{"old then renewed", afterOld, true},
+		{"renewed then old", afterOld, true},
+		{"old", afterOld, false},
+	} {
+		out, err := runOpenSSL(t, openssl, nil, "verify", "-x509_strict", "-attime", strconv.FormatInt(tt.at.Unix(), 10), "-CAfile", files[tt.ca], "-purpose", "sslserver", leafPath)
+		if ok := err == nil && strings.Contains(out, ": OK"); ok != tt.ok {
+			t.Errorf("%s at %s: openssl verify ok=%v, want %v:\n%s", tt.ca, tt.at.Format(time.DateOnly), ok, tt.ok, out)
+		}
+	}
 }
