@@ -63,12 +63,7 @@ func (o *RenewOptions) AddFlags(f *pflag.FlagSet) {
 
 // Validate refuses flag values that cannot work, before anything is read.
 func (o *RenewOptions) Validate() error {
-	var errs []error
-	if o.Until != "" {
-		if _, err := rotation.RotateUntil(o.Until); err != nil {
-			errs = append(errs, fmt.Errorf("--until %w", err))
-		}
-	}
+	errs := []error{validateUntil(o.Until)}
 	if _, err := parseValidity(o.Validity); err != nil {
 		errs = append(errs, err)
 	}

@@ -43,14 +43,20 @@ func (o *RotateOptions) AddFlags(f *pflag.FlagSet) {
 
 // Validate refuses flag values that cannot work, before anything is read.
 func (o *RotateOptions) Validate() error {
-	var until error
-	if o.Until != "" {
-		if _, err := rotation.RotateUntil(o.Until); err != nil {
-			until = fmt.Errorf("--until %w", err)
-		}
-	}
 	_, logCmd := splitCommand("kubelet-log-command", o.KubeletLogCommand)
-	return o.ChangeFlags.validate(&o.rotationOptions, o.ImportFlags.Validate(), until, logCmd)
+	return o.ChangeFlags.validate(&o.rotationOptions, o.ImportFlags.Validate(), validateUntil(o.Until), logCmd)
+}
+
+// validateUntil refuses an --until that names no phase rotate or renew
+// stops after.
+func validateUntil(until string) error {
+	if until == "" {
+		return nil
+	}
+	if _, err := rotation.RotateUntil(until); err != nil {
+		return fmt.Errorf("--until %w", err)
+	}
+	return nil
 }
 
 // Run resumes the rotation in progress, or starts one.
