@@ -27,6 +27,10 @@ func (s *session) mutate(ctx context.Context, sel rotation.Selection, c ChangeFl
 		s.pub.Event(ctx, corev1.EventTypeWarning, "Refused", cmd, cmd+" refused: "+err.Error())
 		return err
 	}
+	if err := s.rot.KubeadmCertsPreflight(ctx, sel.Command); err != nil {
+		s.pub.Event(ctx, corev1.EventTypeWarning, "Refused", cmd, cmd+" refused: "+err.Error())
+		return fmt.Errorf("%w: %w", rotation.ErrRefused, err)
+	}
 	if !sel.Rollback() {
 		if err := s.rot.EtcdPreflight(ctx); err != nil {
 			s.pub.Event(ctx, corev1.EventTypeWarning, "Refused", cmd, cmd+" refused: "+err.Error())

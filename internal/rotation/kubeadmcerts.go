@@ -49,7 +49,32 @@ const (
 	kubeadmCertsTTL = 2 * time.Hour
 	// CertificateKeySize is the size of kubeadm's certificate key.
 	CertificateKeySize = 32
+	// UploadedAnnotation marks a kubeadm-certs carotate uploaded:
+	// "rotation-id/stage".
+	UploadedAnnotation = "carotate.io/uploaded"
 )
+
+// KubeadmCertsPreflight refuses a finalize without the certificate key
+// when kubeadm-certs is this rotation's upload of switch: it holds the
+// old CA beside the new, which a control plane joined after finalize would
+// trust, and finalize could neither renew it nor tell it from the
+// operator's own upload.
+func (r *Rotation) KubeadmCertsPreflight(ctx context.Context, cmd Command) error {
+	if cmd != Finalize || r.CertificateKey != nil {
+		return nil
+	}
+	s, err := r.Client.CoreV1().Secrets("kube-system").Get(ctx, kubeadmCertsName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", ObjKubeadmCerts, err)
+	}
+	if id, _, _ := strings.Cut(s.Annotations[UploadedAnnotation], "/"); id != r.M.RotationID {
+		return nil
+	}
+	return fmt.Errorf("%s is what rotate uploaded at switch with --certificate-key-file, and holds the old CA beside the new one; give --certificate-key-file again so that finalize uploads the new CAs alone, or delete it first (kubectl -n kube-system delete secret kubeadm-certs)", ObjKubeadmCerts)
+}
 
 // kubeadmCertsEntries are the Secret's entries and the files they hold,
 // in kubeadm's names (etcd/ca.crt is etcd-ca.crt).
@@ -163,6 +188,7 @@ func (r *Rotation) kubeadmCertsStep(s Stage) engine.Step[*Rotation] {
 		return r.Client.CoreV1().Secrets("kube-system")
 	}
 	name := map[Stage]string{Switched: "kubeadm-certs", Finalized: "kubeadm-certs holds only the new CAs"}[s]
+	// Finalize has this step only with a certificate key.
 	return engine.Step[*Rotation]{
 		Name:   name,
 		Target: engine.Target{Object: ObjKubeadmCerts},
@@ -213,9 +239,6 @@ func (r *Rotation) kubeadmCertsStep(s Stage) engine.Step[*Rotation] {
 			if r.CertificateKey != nil {
 				return engine.Plan{Summary: fmt.Sprintf("upload what the control planes hold at %s, encrypted with the certificate key, for `kubeadm join --control-plane` in the next %s", s, kubeadmCertsTTL)}, nil
 			}
-			if s == Finalized {
-				return engine.Plan{Summary: "delete if it is there again: an upload since switch holds the old CA too"}, nil
-			}
 			return engine.Plan{Summary: "delete: it holds the old CA keys for `kubeadm join --control-plane`"}, nil
 		},
 	}
@@ -247,6 +270,7 @@ func (r *Rotation) uploadKubeadmCerts(ctx context.Context, s Stage) (engine.Chan
 	secrets := r.Client.CoreV1().Secrets("kube-system")
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: kubeadmCertsName, Namespace: "kube-system",
+			Annotations:     map[string]string{UploadedAnnotation: r.M.RotationID + "/" + s.String()},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(owner, schema.GroupVersionKind{Version: "v1", Kind: "Secret"})}},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,

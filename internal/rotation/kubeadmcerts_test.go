@@ -103,6 +103,9 @@ func TestKubeadmCertsUploaded(t *testing.T) {
 			t.Errorf("%s: owner token %+v, %v; want a bootstrap token with no usages that expires in 2h", s, tok, err)
 		}
 	}
+	if got := get().Annotations[UploadedAnnotation]; got != "r-test/finalize" {
+		t.Errorf("annotation %s = %q, want r-test/finalize", UploadedAnnotation, got)
+	}
 	if _, err := r.Client.RbacV1().RoleBindings("kube-system").Get(ctx, kubeadmCertsRole, metav1.GetOptions{}); err != nil {
 		t.Errorf("kubeadm's bootstrap tokens cannot read it: %v", err)
 	}
@@ -134,22 +137,24 @@ func TestKubeadmCertsUploaded(t *testing.T) {
 }
 
 // TestKubeadmCertsDeleted: without a certificate key, switch deletes the
-// Secret (it holds the old CA keys), finalize deletes an upload made
-// since, and rollback restores the backup's.
+// Secret (it holds the old CA keys), finalize has no step for it, and
+// rollback restores the backup's.
 func TestKubeadmCertsDeleted(t *testing.T) {
 	ctx := context.Background()
 	r, orig := kubeadmCertsRotation(t, nil)
-	for _, s := range []Stage{Switched, Finalized} {
-		step := r.kubeadmCertsStep(s)
-		if _, err := step.Apply(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		if done, detail, err := step.Check(ctx, r); err != nil || !done || detail != "absent" {
-			t.Fatalf("%s: check = %v %q %v, want absent", s, done, detail, err)
-		}
+	step := r.kubeadmCertsStep(Switched)
+	if _, err := step.Apply(ctx, r); err != nil {
+		t.Fatal(err)
 	}
-	if ch, err := r.kubeadmCertsStep(Finalized).Undo(ctx, r); err != nil || ch.Changed {
-		t.Fatalf("undo of finalize without a key = %+v, %v; want nothing done", ch, err)
+	if done, detail, err := step.Check(ctx, r); err != nil || !done || detail != "absent" {
+		t.Fatalf("check = %v %q %v, want absent", done, detail, err)
+	}
+	for _, ph := range r.Phases() {
+		for _, st := range ph.Steps {
+			if ph.Name == PhaseFinalize && st.Target.Object == ObjKubeadmCerts {
+				t.Errorf("finalize has a kubeadm-certs step without a certificate key: %q", st.Name)
+			}
+		}
 	}
 	if _, err := r.kubeadmCertsStep(Switched).Undo(ctx, r); err != nil {
 		t.Fatal(err)
@@ -182,5 +187,33 @@ func TestParseCertificateKey(t *testing.T) {
 		if _, err := ParseCertificateKey("--certificate-key-file /k", []byte(bad)); err == nil || !strings.Contains(err.Error(), "--certificate-key-file /k: not a kubeadm certificate key (64 hex digits") {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+// TestKubeadmCertsPreflight: finalize without the key refuses while
+// kubeadm-certs is this rotation's switch upload, and says what to do;
+// an operator's own upload, or none, is no reason to refuse.
+func TestKubeadmCertsPreflight(t *testing.T) {
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{7}, CertificateKeySize)
+	r, _ := kubeadmCertsRotation(t, key)
+	if err := r.KubeadmCertsPreflight(ctx, Finalize); err != nil {
+		t.Fatalf("with the key: %v", err)
+	}
+	r.CertificateKey = nil
+	if err := r.KubeadmCertsPreflight(ctx, Finalize); err != nil {
+		t.Fatalf("kubeadm's own kubeadm-certs: %v", err)
+	}
+	r.CertificateKey = key
+	if _, err := r.kubeadmCertsStep(Switched).Apply(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	r.CertificateKey = nil
+	err := r.KubeadmCertsPreflight(ctx, Finalize)
+	if err == nil || !strings.Contains(err.Error(), "give --certificate-key-file again") || !strings.Contains(err.Error(), ObjKubeadmCerts) {
+		t.Fatalf("finalize without the key after an upload: %v", err)
+	}
+	if err := r.KubeadmCertsPreflight(ctx, Rollback); err != nil {
+		t.Errorf("rollback without the key: %v (it restores the backup's)", err)
 	}
 }

@@ -269,7 +269,12 @@ func (r *Rotation) Phases() []engine.Phase[*Rotation] {
 		finalize = append(finalize, r.oldTokensStep())
 	}
 	finalize = append(finalize, r.nodeSteps(cps, Finalized)...)
-	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep(), r.caBundlesStep(Finalized), r.kubeadmCertsStep(Finalized))
+	finalize = append(finalize, r.rootCAStep(Finalized), r.clusterInfoStep(Finalized), r.extensionAuthCleanStep(), r.caBundlesStep(Finalized))
+	if r.CertificateKey != nil {
+		// Without the key, switch deleted it; an upload of this
+		// rotation's without the key is refused (KubeadmCertsPreflight).
+		finalize = append(finalize, r.kubeadmCertsStep(Finalized))
+	}
 	finalize = append(finalize, r.nodeSteps(workers, Finalized)...)
 
 	return []engine.Phase[*Rotation]{
