@@ -76,14 +76,23 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 fileCheckFrequency: 5s
 resolvConf: /etc/resolv.conf
----
+%s---
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
 conntrack:
   maxPerCore: 0
 `, token, certKey, n.IP, nodeRegistration(n, l.kubeletArgs(n), true), KubernetesVersion, "lab-"+l.Name,
-		l.Endpoint, serviceCIDR, podCIDR, strings.Join(sans, ", "))
+		l.Endpoint, serviceCIDR, podCIDR, strings.Join(sans, ", "), l.maxPodsLine())
+}
+
+// maxPodsLine is the KubeletConfiguration's maxPods, when the lab sets one;
+// joining kubelets get it from the cluster's kubelet-config ConfigMap.
+func (l *Lab) maxPodsLine() string {
+	if l.MaxPods == 0 {
+		return ""
+	}
+	return fmt.Sprintf("maxPods: %d\n", l.MaxPods)
 }
 
 func (l *Lab) joinConfig(n Node, token, caHash, certKey string) string {

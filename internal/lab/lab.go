@@ -42,6 +42,9 @@ type Options struct {
 	// Subnet is the second and third octet of the lab's node network
 	// 10.X.Y.0/24, so that two labs can have different ones.
 	Subnet string
+	// MaxPods is the kubelets' maxPods; 0 keeps the kubelet's 110. A
+	// node's pod subnet is a /24, so at most 250.
+	MaxPods int
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 }
@@ -65,6 +68,7 @@ type Lab struct {
 	Components string `json:"components"`
 	LabBinary  string `json:"labBinary"`
 	Subnet     string `json:"subnet"`
+	MaxPods    int    `json:"maxPods,omitempty"`
 	Nodes      []Node `json:"nodes"`
 	// SwitchPID holds the switch namespace, with the bridge and the load
 	// balancer.

@@ -33,6 +33,9 @@ func (o *Options) validate() error {
 	if !regexp.MustCompile(`^\d{1,3}\.\d{1,3}$`).MatchString(o.Subnet) {
 		return fmt.Errorf("subnet %q: want two octets such as 213.0", o.Subnet)
 	}
+	if o.MaxPods != 0 && (o.MaxPods < 10 || o.MaxPods > 250) {
+		return fmt.Errorf("max pods %d: want 10 to 250 (each node's pod subnet is a /24), or 0 for the kubelet's default", o.MaxPods)
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("the lab needs root: it creates namespaces, cgroups and network links")
 	}
@@ -67,7 +70,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Name: o.Name, StateDir: o.StateDir, Components: o.Components, LabBinary: o.LabBinary,
-		Subnet: o.Subnet, progress: o.Progress}
+		Subnet: o.Subnet, MaxPods: o.MaxPods, progress: o.Progress}
 	for i := 0; i < o.ControlPlanes; i++ {
 		l.Nodes = append(l.Nodes, Node{Name: fmt.Sprintf("cp-%d", i+1), IP: l.addr(11 + i), ControlPlane: true})
 	}

@@ -92,6 +92,7 @@ func newUp(stateDir *string) *cobra.Command {
 	f.IntVar(&o.Workers, "workers", 2, "number of worker nodes")
 	f.StringVar(&o.Name, "name", "lab", "lab name (1-8 letters and digits), for cgroups and interface names")
 	f.StringVar(&o.Subnet, "subnet", "213.0", "node network 10.X.Y.0/24, given as X.Y")
+	f.IntVar(&o.MaxPods, "max-pods", 0, "the kubelets' maxPods, 10 to 250 (0: the kubelet's 110)")
 	f.StringVar(&o.Components, "components", envOr("CAROTATE_COMPONENTS", "/var/cache/carotate/components"),
 		"directory of the built upstream binaries ($CAROTATE_COMPONENTS; hack/build-components)")
 	f.StringVar(&o.ImageCache, "image-cache", envOr("CAROTATE_IMAGE_CACHE", "/var/cache/carotate/images"), "where built image tarballs are kept")
