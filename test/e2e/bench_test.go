@@ -41,8 +41,12 @@ import (
 // CAROTATE_BENCH=1 (`make bench`). CAROTATE_BENCH_LAB=3+1 benches the HA lab
 // instead of 1+2. CAROTATE_BENCH_WORKLOADS=N (default 300) sets how many
 // workloads the workload step is timed at, on a third fresh lab.
+// CAROTATE_BENCH_WORKLOAD_CONCURRENCY=N gives carotate's step
+// --workload-concurrency N (default 10).
 // CAROTATE_BENCH_RUN=seed,carotate,workloads (the default) picks the parts;
-// CAROTATE_BENCH_OUT=FILE also writes the table there.
+// CAROTATE_BENCH_ROOTS=LIST rotates those roots with carotate (the seed
+// rotates the two CAs only); CAROTATE_BENCH_OUT=FILE also writes the table
+// there.
 func TestBench(t *testing.T) {
 	if os.Getenv("CAROTATE_BENCH") != "1" {
 		t.Skip("the benchmark runs with CAROTATE_BENCH=1 (make bench)")
@@ -116,6 +120,7 @@ type benchRun struct {
 	unavailable        time.Duration // no /readyz OK
 	windows            int
 	longest            time.Duration
+	each               []time.Duration // every window, in order
 
 	probeOK, probeFailed int64
 	notReadySeconds      float64 // summed over nodes
@@ -177,8 +182,13 @@ func benchCarotate(t *testing.T, opts lab.Options) *benchRun {
 	l := benchLab(t, opts)
 	r := newRotator(t, l)
 	run := &benchRun{name: "carotate"}
+	var roots []string
+	if v := os.Getenv("CAROTATE_BENCH_ROOTS"); v != "" {
+		roots = []string{"--roots", v}
+		run.name += " --roots " + v
+	}
 
-	res := r.run("plan")
+	res := r.run(append([]string{"plan"}, roots...)...)
 	run.plan, run.peakRSS = res.took, res.maxRSS
 	if res.code != 0 {
 		t.Fatalf("plan: exit %d", res.code)
@@ -203,10 +213,14 @@ func benchCarotate(t *testing.T, opts lab.Options) *benchRun {
 	}
 
 	m := startBenchMonitor(t, l)
-	rot := r.run("rotate", "--yes")
+	rot := r.run(append([]string{"rotate", "--yes"}, roots...)...)
 	var fin result
 	if rot.code == 0 {
-		fin = r.run("finalize", "--yes")
+		finalize := []string{"finalize", "--yes"}
+		if roots != nil {
+			finalize = append(finalize, "--restart-old-token-pods")
+		}
+		fin = r.run(finalize...)
 	}
 	m.stop(run)
 	run.peakRSS = max(run.peakRSS, rot.maxRSS, fin.maxRSS)
@@ -247,6 +261,7 @@ type benchMonitor struct {
 	unavailable time.Duration
 	windows     int
 	longest     time.Duration
+	each        []time.Duration
 	notReady    float64
 	seen        map[string]map[string]bool // "component on node" -> IDs
 	names       map[string]string          // container ID -> component, "" if not one
@@ -319,6 +334,7 @@ func (m *benchMonitor) closeWindow(end time.Time) {
 	m.unavailable += d
 	m.windows++
 	m.longest = max(m.longest, d)
+	m.each = append(m.each, d)
 	m.downSince = time.Time{}
 }
 
@@ -432,7 +448,7 @@ func (m *benchMonitor) stop(run *benchRun) {
 		m.closeWindow(end)
 	}
 	run.polls, run.failedPolls = m.polls, m.failedPolls
-	run.unavailable, run.windows, run.longest = m.unavailable, m.windows, m.longest
+	run.unavailable, run.windows, run.longest, run.each = m.unavailable, m.windows, m.longest, m.each
 	run.notReadySeconds = m.notReady
 	run.restarts, run.nodes = map[string]int{}, map[string]int{}
 	for k, ids := range m.seen {
@@ -485,6 +501,16 @@ func benchTable(shape string, runs []*benchRun) string {
 	})
 	row("API unavailable (no /readyz OK, 100 ms polls)", func(r *benchRun) string {
 		return fmt.Sprintf("%.1f s in %d window(s), longest %.1f s; %d of %d polls failed", r.unavailable.Seconds(), r.windows, r.longest.Seconds(), r.failedPolls, r.polls)
+	})
+	row("each window", func(r *benchRun) string {
+		if len(r.each) == 0 {
+			return "—"
+		}
+		var w []string
+		for _, d := range r.each {
+			w = append(w, fmt.Sprintf("%.1f s", d.Seconds()))
+		}
+		return strings.Join(w, ", ")
 	})
 	row("in-cluster probe failures", func(r *benchRun) string { return fmt.Sprintf("%d of %d", r.probeFailed, r.probeOK+r.probeFailed) })
 	row("node-seconds NotReady", func(r *benchRun) string { return fmt.Sprintf("%.0f", r.notReadySeconds) })
@@ -629,7 +655,14 @@ done`
 
 	// (c) carotate's trust phase; its workload step reports its own time.
 	r := newRotator(t, l)
-	res := r.run("rotate", "--yes", "--until", "trust", "--output", "json")
+	args := []string{"rotate", "--yes", "--until", "trust", "--output", "json"}
+	if v := os.Getenv("CAROTATE_BENCH_WORKLOAD_CONCURRENCY"); v != "" {
+		if _, err := fmt.Sscan(v, &wb.carotateConcurrency); err != nil {
+			t.Fatalf("CAROTATE_BENCH_WORKLOAD_CONCURRENCY=%q: want a number", v)
+		}
+		args = append(args, "--workload-concurrency", v)
+	}
+	res := r.run(args...)
 	if res.code != 0 {
 		t.Fatalf("rotate --until trust: exit %d", res.code)
 	}
